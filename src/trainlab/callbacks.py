@@ -1,0 +1,104 @@
+"""Lightning callbacks built from conf/callbacks and conf/logger, plus trainlab's own small ones."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch import callbacks as lc
+
+
+class EpochHistory(L.Callback):
+    """Keeps each epoch's validation metrics (what metrics.json reports at the best epoch)."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") or k == "lr"})
+        self.rows.append(row)
+
+
+class ImageGrid(L.Callback):
+    """Writes a grid of augmented training images (as the network sees them) to TensorBoard, once."""
+
+    def __init__(self, count: int = 64):
+        self.count, self.done = count, False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.done or trainer.logger is None or not hasattr(trainer.logger.experiment, "add_image"):
+            return
+        import torchvision
+
+        images = trainer.datamodule.augment.denormalize(batch[0][: self.count].detach().float())
+        grid = torchvision.utils.make_grid(images.cpu(), nrow=8, padding=2)
+        trainer.logger.experiment.add_image("train/augmented_batch", grid, trainer.global_step)
+        self.done = True
+
+
+class WeightHistograms(L.Callback):
+    """Seed 000: a histogram of every parameter (and its gradient) each epoch."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        writer = trainer.logger.experiment
+        for name, p in pl_module.net.named_parameters():
+            writer.add_histogram(f"weights/{name}", p.detach().cpu(), trainer.current_epoch)
+            if p.grad is not None:
+                writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
+
+
+def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], lc.ModelCheckpoint, EpochHistory]:
+    cb = cfg.callbacks
+    checkpoint = lc.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+        monitor=cfg.monitor, mode=cfg.monitor_mode, save_top_k=cb.checkpoint.save_top_k,
+        save_last=cb.checkpoint.save_last, every_n_train_steps=cb.checkpoint.every_n_train_steps)
+    history = EpochHistory()
+    callbacks: list[L.Callback] = [checkpoint, history, lc.ModelSummary(max_depth=cb.model_summary.max_depth)]
+    if cb.early_stopping.enabled:
+        callbacks.append(lc.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
+                                          patience=cb.early_stopping.patience, min_delta=cb.early_stopping.min_delta))
+    if cb.progress_bar.enabled:
+        callbacks.append(lc.TQDMProgressBar(refresh_rate=cb.progress_bar.refresh_rate))
+    if cfg.logger.image_grid:
+        callbacks.append(ImageGrid())
+    if cfg.logger.histograms:
+        callbacks.append(WeightHistograms())
+    return callbacks, checkpoint, history
+
+
+def build_logger(cfg, run_dir: Path):
+    from lightning.pytorch import loggers
+
+    if cfg.logger.kind == "csv":
+        return loggers.CSVLogger(save_dir=str(run_dir), name="", version="")
+    # Event files directly in the run folder, beside config.yaml and metrics.json.
+    return loggers.TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+
+
+def flat_hparams(config: dict, prefix: str = "") -> dict:
+    """Config flattened to scalar values for TensorBoard's HPARAMS tab."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, name + "."))
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[name] = "null" if value is None else value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def log_final_hparams(logger, config: dict, metrics: dict) -> None:
+    """TensorBoard's HPARAMS tab: the flattened config with the run's final val/test metrics."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if not isinstance(logger, TensorBoardLogger):
+        return
+    params = flat_hparams({k: v for k, v in config.items() if k not in ("paths",)})
+    logger.log_hyperparams(params, metrics={f"hparam/{k}": v for k, v in metrics.items()})
+    logger.save()
+

@@ -1,0 +1,69 @@
+"""The networks of the user's documents. They output logits (no softmax): the loss applies it."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _flat_size(features: nn.Module, in_channels: int, input_size: int) -> int:
+    with torch.no_grad():
+        return features(torch.zeros(1, in_channels, input_size, input_size)).numel()
+
+
+def _head(in_features: int, hidden: list[int], num_outputs: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    layers.append(nn.Linear(in_features, num_outputs))
+    return nn.Sequential(*layers)
+
+
+class SeedCNN(nn.Module):
+    """Seed 000: [conv k x k -> ReLU -> maxpool] per entry of `channels`, flatten, linear."""
+
+    def __init__(self, in_channels: int, input_size: int, num_outputs: int, channels=(32, 64),
+                 kernel_size: int = 5, pool_size: int = 2, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in channels:
+            layers += [nn.Conv2d(in_channels, width, kernel_size), nn.ReLU(inplace=True), nn.MaxPool2d(pool_size)]
+            in_channels = width
+        layers.append(nn.Flatten(1))
+        self.features = nn.Sequential(*layers)
+        self.head = _head(_flat_size(self.features, layers[0].in_channels, input_size), [], num_outputs, 0.0)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+class LeNet(nn.Module):
+    """Seed 001's LeNet-5: two conv/pool stages, then fully connected 120 -> 84 -> outputs."""
+
+    def __init__(self, in_channels: int, input_size: int, num_outputs: int, channels=(6, 16),
+                 hidden=(120, 84), kernel_size: int = 5, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for width in channels:
+            layers += [nn.Conv2d(c, width, kernel_size), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c = width
+        self.body = nn.Sequential(*layers, nn.Flatten(1))
+        self.head = _head(_flat_size(self.body, in_channels, input_size), list(hidden), num_outputs, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class MLP(nn.Module):
+    """Seeds 002/003: flatten, then Linear + ReLU for each hidden size, then the output layer."""
+
+    def __init__(self, in_channels: int, input_size: int, num_outputs: int, hidden=(128, 64), dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(1), _head(in_channels * input_size ** 2, list(hidden), num_outputs, dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -1,0 +1,111 @@
+"""Optimizer and LR scheduler from config: parameter groups, runtime lengths, warm-up, stepping metadata.
+
+One place for how learning rates move: the module calls build_optimizer/build_scheduler and
+warmup_factor, nothing else touches learning rates.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from hydra.utils import get_class
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from trainlab.config import ConfigError
+
+PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+# Scheduler arguments that are the run's length: injected from the trainer, never written in YAML.
+RUNTIME_LENGTH = {"torch.optim.lr_scheduler.CosineAnnealingLR": "T_max",
+                  "torch.optim.lr_scheduler.OneCycleLR": "total_steps"}
+
+
+class TimeDecayLR(LRScheduler):
+    """Seed 001's time-based decay: lr_n = lr_0 / (1 + decay * n)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, decay: float, last_epoch: int = -1):
+        self.decay = decay
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base / (1.0 + self.decay * self.last_epoch) for base in self.base_lrs]
+
+
+def locate(key: str, path: str):
+    try:
+        return get_class(path)
+    except Exception as err:
+        raise ConfigError(key, path, f"cannot be imported ({err})", "use a full class path such as torch.optim.SGD") from None
+
+
+def check_init_args(key: str, cls, init_args: dict, reserved: tuple[str, ...]) -> None:
+    """Unknown constructor arguments fail here, naming the key, rather than deep inside torch."""
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for name in init_args:
+        if name in reserved:
+            raise ConfigError(f"{key}.init_args.{name}", init_args[name], "is set by trainlab, not in init_args",
+                              f"remove {key}.init_args.{name}")
+        if not accepts_any and name not in params:
+            known = [p for p in params if p not in ("self", "params", "optimizer") + reserved]
+            raise ConfigError(f"{key}.init_args.{name}", init_args[name], f"is not an argument of {cls.__name__}",
+                              f"use one of {', '.join(known)}")
+
+
+def param_groups(net: nn.Module, weight_decay: float, no_decay_norm_and_bias: bool) -> list[dict]:
+    """Weight decay on weight matrices and kernels only: biases and norm weights (1-D) are exempt."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not weight_decay:
+        return [{"params": params}]
+    if not no_decay_norm_and_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: dict, net: nn.Module, no_decay_norm_and_bias: bool) -> torch.optim.Optimizer:
+    cls = locate("optimizer.class_path", cfg["class_path"])
+    init_args = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["init_args"].items()}
+    check_init_args("optimizer", cls, init_args, ("lr", "weight_decay"))
+    return cls(param_groups(net, cfg["weight_decay"], no_decay_norm_and_bias), lr=cfg["lr"], **init_args)
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, total_steps: float, max_epochs: int) -> dict | None:
+    """Lightning's lr_scheduler dict, or None for a constant learning rate.
+
+    total_steps (optimizer steps of the whole run) and max_epochs come from the trainer.
+    """
+    if cfg["class_path"] is None:
+        return None
+    cls = locate("scheduler.class_path", cfg["class_path"])
+    init_args = dict(cfg["init_args"])
+    length_arg = RUNTIME_LENGTH.get(cfg["class_path"])
+    reserved = ((length_arg,) if length_arg else ()) + (("mode",) if cfg["class_path"] == PLATEAU else ())
+    check_init_args("scheduler", cls, init_args, reserved)
+    if length_arg:
+        length = total_steps if cfg["interval"] == "step" else max_epochs
+        if length is None or not math.isfinite(length) or length < 1:
+            raise ConfigError("trainer.max_epochs", max_epochs, f"{cls.__name__} needs a finite run length",
+                              "set trainer.max_epochs or trainer.max_steps")
+        init_args[length_arg] = max(1, math.ceil(length / cfg["frequency"]))
+    if cfg["class_path"] == "torch.optim.lr_scheduler.OneCycleLR":
+        if init_args.get("max_lr") is None:
+            init_args["max_lr"] = optimizer.defaults["lr"]
+        if init_args.get("cycle_momentum", True) and not {"momentum", "betas"} & set(optimizer.defaults):
+            raise ConfigError("scheduler.init_args.cycle_momentum", True,
+                              f"{type(optimizer).__name__} has neither momentum nor betas to cycle",
+                              "scheduler.init_args.cycle_momentum=false, or an optimizer such as sgd or adam")
+    if cfg["class_path"] == PLATEAU:
+        init_args["mode"] = cfg["mode"]
+    scheduler = cls(optimizer, **init_args)
+    out = {"scheduler": scheduler, "interval": cfg["interval"], "frequency": cfg["frequency"]}
+    if cfg["class_path"] == PLATEAU:
+        out.update(monitor=cfg["monitor"], strict=True)
+    return out
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up multiplier for optimizer step `step` (0-based): 1/N, 2/N, ..., then 1."""
+    return 1.0 if step >= warmup_steps else (step + 1) / warmup_steps

@@ -1,0 +1,141 @@
+"""The training task: validate config -> build data, model, trainer -> fit -> test -> metrics on disk.
+
+Module import is cheap (omegaconf only) so the Hydra CLI answers --help and --cfg at once; torch,
+Lightning and torchvision load inside run().
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab import config
+from trainlab.config import ConfigError
+
+log = logging.getLogger("trainlab")
+
+
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point: returns the best monitored value (what sweepers optimise)."""
+    try:
+        metrics = run(cfg)
+    except ConfigError as err:
+        log.error("Config error: %s", err)
+        raise SystemExit(2) from None
+    return metrics.get("best_score")
+
+
+def run(cfg: DictConfig) -> dict:
+    config.validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config.plain(cfg)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    started = time.time()
+
+    import lightning as L
+
+    _quiet_lightning_console()
+
+    from trainlab import models  # noqa: F401  (class paths below point into it)
+    from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
+    from trainlab.data import ImageDataModule
+    from trainlab.module import TrainModule
+    from trainlab.optim import check_init_args, locate
+
+    _preflight(resolved)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
+    datamodule.setup("fit")
+    if cfg.task == "classification" and cfg.top_k >= datamodule.num_outputs:
+        raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",
+                          "top_k=0 (off) or a smaller k")
+
+    model_cls = locate("model.class_path", cfg.model.class_path)
+    check_init_args("model", model_cls, resolved["model"]["init_args"], ("in_channels", "input_size", "num_outputs"))
+    net = model_cls(in_channels=datamodule.in_channels, input_size=datamodule.input_size,
+                    num_outputs=datamodule.num_outputs, **resolved["model"]["init_args"])
+    module = TrainModule(net, cfg.task, datamodule.num_outputs, resolved["optimizer"], resolved["scheduler"],
+                         top_k=cfg.top_k if cfg.task == "classification" else 0,
+                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias)
+
+    callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
+    logger = build_logger(cfg, run_dir)
+    trainer = L.Trainer(**resolved["trainer"], logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
+                        enable_progress_bar=cfg.callbacks.progress_bar.enabled)
+    trainer.fit(module, datamodule=datamodule)
+
+    test = {}
+    if cfg.test_after_fit:
+        ckpt = "best" if checkpoint.best_model_path else None
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
+    _print_table(metrics)
+    return metrics
+
+
+def _quiet_lightning_console() -> None:
+    # Lightning adds its own console handler; Hydra's root handlers already print (and file) its records.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        if logging.getLogger().handlers:
+            for handler in list(lg.handlers):
+                lg.removeHandler(handler)
+
+
+def _preflight(resolved: dict) -> None:
+    """Checks that need torch but no data: class paths, constructor arguments, pretrained weights."""
+    from trainlab.models.vision import TorchvisionNet, check_name, pretrained_weights
+    from trainlab.optim import check_init_args, locate
+
+    opt = locate("optimizer.class_path", resolved["optimizer"]["class_path"])
+    check_init_args("optimizer", opt, resolved["optimizer"]["init_args"], ("lr", "weight_decay"))
+    model = resolved["model"]
+    if locate("model.class_path", model["class_path"]) is TorchvisionNet:
+        check_name(model["init_args"]["name"])
+        if model["init_args"].get("pretrained"):
+            pretrained_weights(model["init_args"]["name"])
+
+
+def _best_row(cfg, rows: list[dict]) -> dict:
+    scored = [r for r in rows if cfg.monitor in r]
+    if not scored:
+        return rows[-1] if rows else {}
+    pick = max if cfg.monitor_mode == "max" else min
+    return pick(scored, key=lambda r: r[cfg.monitor])
+
+
+def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float) -> dict:
+    best = _best_row(cfg, rows)
+    score = checkpoint.best_model_score
+    return {
+        "status": "ok",
+        "monitor": cfg.monitor,
+        "monitor_mode": cfg.monitor_mode,
+        "best_score": float(score) if score is not None else best.get(cfg.monitor),
+        "best_epoch": best.get("epoch"),
+        "best_checkpoint": checkpoint.best_model_path or None,
+        "val": {k: v for k, v in best.items() if k.startswith("val/")},
+        "test": {k: float(v) for k, v in test.items()},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "seconds": round(seconds, 2),
+        "run_dir": str(run_dir),
+        "run_name": cfg.run_name,
+        "history": rows,
+    }
+
+
+def _print_table(metrics: dict) -> None:
+    lines = [f"trainlab results ({metrics['run_dir']})"]
+    if metrics["best_score"] is not None:
+        lines.append(f"  best {metrics['monitor']:<14} {metrics['best_score']:.4f}  (epoch {metrics['best_epoch']})")
+    for key, value in metrics["test"].items():
+        lines.append(f"  {key:<19} {value:.4f}")
+    lines.append(f"  epochs {metrics['epochs']}, {metrics['seconds']:.1f} s")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,61 @@
+"""Every option of every config group composes, and a real Trainer runs one batch of fit and test with it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import CONF, write_cifar10_like, write_mnist_like
+
+from trainlab.train import run
+
+GROUPS = ["model", "optimizer", "scheduler", "dataset", "augmentation", "trainer", "logger", "callbacks"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_option_in_a_group_has_the_same_keys():
+    for group in GROUPS:
+        keys = {p.stem: set(yaml.safe_load(p.read_text())) for p in (CONF / group).glob("*.yaml")}
+        first = next(iter(keys.values()))
+        assert all(k == first for k in keys.values()), f"{group}: {keys}"
+
+
+def _data_overrides(option: str, tmp_path, image_folder, image_csv) -> list[str]:
+    if option in ("mnist", "fashion_mnist"):
+        write_mnist_like(tmp_path / "data", "MNIST" if option == "mnist" else "FashionMNIST")
+        return [f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false"]
+    if option == "cifar10":
+        write_cifar10_like(tmp_path / "data")
+        return [f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false", "augmentation.crop_size=24"]
+    if option == "image_folder":
+        return [f"dataset.root={image_folder}", "dataset.image_size=28"]
+    if option == "image_csv":
+        root, csv_file = image_csv
+        return [f"dataset.root={root}", f"dataset.csv_file={csv_file}", "dataset.target_column=score",
+                "dataset.image_size=28", "task=regression"]
+    return []
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_trains_one_batch(group, option, cfg_factory, tmp_path, image_folder, image_csv):
+    if group == "trainer" and option == "gpu" and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs a CUDA GPU")
+    overrides = [f"{group}={option}"]
+    if group == "dataset":
+        overrides += _data_overrides(option, tmp_path, image_folder, image_csv)
+    if group == "trainer" and option != "gpu":
+        overrides.append(f"trainer.accelerator={'cpu' if option == 'cpu' else 'auto'}")
+    cfg = cfg_factory(*overrides)
+    metrics = run(cfg)
+    run_dir = tmp_path / "run"
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["status"] == "ok" and saved["global_step"] == 1
+    test_keys = {"test/loss", "test/mae", "test/r2"} if cfg.task == "regression" else {"test/loss", "test/acc", "test/top2"}
+    assert set(metrics["test"]) == test_keys
+    assert all(v == v for v in metrics["test"].values())  # no NaN
+    saved_group = yaml.safe_load((run_dir / "config.yaml").read_text())[group]
+    option_file = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+    assert set(saved_group) == set(option_file)
+    if group in ("model", "optimizer", "scheduler", "augmentation", "logger"):
+        assert saved_group == option_file
