@@ -59,9 +59,12 @@ class TrainModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train", self.train_metrics)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Here, not in training_step: that runs inside optimizer.step(), where warm-up has scaled the lr.
         if self.log_lr_steps:
             self.log("lr_step", self.current_lr(), on_step=True, on_epoch=False)
-        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

@@ -1,0 +1,115 @@
+"""Data sources on files in their real formats, written by the tests (no downloads)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import write_cifar10_like, write_mnist_like
+
+from trainlab.config import ConfigError
+from trainlab.data import ImageDataModule
+from trainlab.data.datamodule import _split
+from trainlab.data.sources import TensorImages
+from trainlab.data.augment import BatchAugment, center_crop, channel_stats
+
+
+def datamodule(cfg) -> ImageDataModule:
+    dm = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
+    dm.setup("fit")
+    return dm
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_torchvision_idx_loaders_read_offline_files(name, folder, cfg_factory, tmp_path):
+    raw = write_mnist_like(tmp_path / "data", folder, n_train=50, n_test=20)
+    dm = datamodule(cfg_factory(f"dataset={name}", f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false"))
+    assert len(dm.train_set) + len(dm.val_set) == 50 and len(dm.test_set) == 20  # the source's own test split
+    assert dm.train_set.images.dtype == torch.uint8 and dm.train_set.images.shape[1:] == (1, 28, 28)
+    # The bytes round-trip: the test split is the IDX file's content, in order.
+    idx = np.frombuffer((raw / "t10k-images-idx3-ubyte").read_bytes()[16:], dtype=np.uint8).reshape(20, 28, 28)
+    assert torch.equal(dm.test_set.images[:, 0], torch.from_numpy(idx.copy()))
+    assert dm.test_set.targets.tolist() == [i % 10 for i in range(20)]
+
+
+def test_missing_torchvision_files_name_the_folder(cfg_factory, tmp_path):
+    cfg = cfg_factory("dataset=mnist", f"paths.data_dir={tmp_path / 'empty'}", "dataset.download=false")
+    with pytest.raises(ConfigError) as err:
+        datamodule(cfg)
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in str(err.value) and "dataset.root" in str(err.value)
+
+
+def test_cifar10_reads_python_batches(cfg_factory, tmp_path):
+    write_cifar10_like(tmp_path / "data", n_per_batch=10)
+    dm = datamodule(cfg_factory("dataset=cifar10", f"paths.data_dir={tmp_path / 'data'}", "dataset.download=false"))
+    assert len(dm.train_set) + len(dm.val_set) == 50 and len(dm.test_set) == 10
+    assert dm.train_set.images.shape[1:] == (3, 32, 32) and dm.classes[0] == "class0"
+
+
+def test_image_folder_reads_pngs_per_class(cfg_factory, image_folder):
+    dm = datamodule(cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=20"))
+    assert dm.classes == ["class_0", "class_1", "class_2"]
+    assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 24
+    assert dm.train_set.images.shape[1:] == (3, 20, 20)
+
+
+def test_image_folder_streams_from_files_when_not_in_memory(cfg_factory, image_folder):
+    dm = datamodule(cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.in_memory=false",
+                                "dataset.num_workers=0"))
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 64, 64) and targets.dtype == torch.int64
+
+
+def test_image_csv_regression_targets_are_floats(cfg_factory, image_csv):
+    root, csv_file = image_csv
+    dm = datamodule(cfg_factory("dataset=image_csv", f"dataset.root={root}", f"dataset.csv_file={csv_file}",
+                                "dataset.target_column=score", "task=regression"))
+    assert dm.num_outputs == 1 and dm.train_set.targets.dtype == torch.float32
+    assert dm.classes is None
+
+
+def test_image_csv_classification_uses_class_names(cfg_factory, image_csv):
+    root, csv_file = image_csv
+    dm = datamodule(cfg_factory("dataset=image_csv", f"dataset.root={root}", f"dataset.csv_file={csv_file}",
+                                "dataset.target_column=label"))
+    assert dm.classes == ["bright", "dark"] and dm.num_outputs == 2
+
+
+def test_splits_are_disjoint_and_fixed_by_seed(cfg_factory):
+    a, b = datamodule(cfg_factory()), datamodule(cfg_factory())
+    assert torch.equal(a.test_set.images, b.test_set.images)
+    sizes = len(a.train_set), len(a.val_set), len(a.test_set)
+    assert sum(sizes) == 1797 and sizes[2] == round(1797 * 0.15)
+    c = datamodule(cfg_factory("seed=7"))
+    assert not torch.equal(a.test_set.images, c.test_set.images)
+
+
+def test_split_holds_out_disjoint_items():
+    data = TensorImages(torch.arange(100).view(100, 1, 1, 1), torch.arange(100))
+    rest, held = _split(data, 0.2, torch.Generator().manual_seed(0))
+    assert len(held) == 20 and len(rest) == 80
+    assert set(rest.targets.tolist()).isdisjoint(held.targets.tolist())
+
+
+# ---------------------------------------------------------------- batched augmentation
+def test_center_crop_matches_torchvision():
+    x = torch.randint(0, 256, (4, 3, 29, 31), dtype=torch.uint8)
+    assert torch.equal(center_crop(x, 24), torchvision.transforms.CenterCrop(24)(x))
+
+
+def test_random_crops_differ_per_sample_and_repeat_with_the_seed():
+    x = torch.arange(16 * 28 * 28, dtype=torch.int64).remainder(251).to(torch.uint8).view(16, 1, 28, 28)
+    x = x.expand(16, 1, 28, 28).clone()
+    x[:] = x[0]  # identical images: any difference comes from the crop offsets
+    aug = lambda: BatchAugment(28, 24, 0, False, None, None, seed=3)  # noqa: E731
+    out1, out2 = aug()(x, train=True), aug()(x, train=True)
+    assert out1.shape == (16, 1, 24, 24) and 0 <= out1.min() and out1.max() <= 1
+    assert torch.equal(out1, out2)
+    assert len({bytes(o.numpy()) for o in out1}) > 1
+
+
+def test_normalisation_gives_zero_mean_unit_std():
+    x = torch.randint(30, 200, (64, 3, 16, 16), dtype=torch.uint8)
+    mean, std = channel_stats(x)
+    out = BatchAugment(16, None, 0, False, mean, std, seed=0)(x, train=False)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (out.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
