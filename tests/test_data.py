@@ -11,7 +11,7 @@ from trainlab.config import ConfigError
 from trainlab.data import ImageDataModule
 from trainlab.data.datamodule import _split
 from trainlab.data.sources import TensorImages
-from trainlab.data.augment import BatchAugment, center_crop, channel_stats
+from trainlab.data.augment import BatchAugment, center_crop, channel_stats, random_crop_flip
 
 
 def datamodule(cfg) -> ImageDataModule:
@@ -113,3 +113,18 @@ def test_normalisation_gives_zero_mean_unit_std():
     mean, std = channel_stats(x)
     out = BatchAugment(16, None, 0, False, mean, std, seed=0)(x, train=False)
     assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4 and (out.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-3
+
+
+def test_crop_and_flip_match_slicing_per_sample():
+    x = torch.randint(0, 256, (32, 3, 20, 20), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(5)
+    out = random_crop_flip(x, 16, 2, True, gen)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    flips = 0
+    for i in range(32):  # every output is some 16x16 window of the padded image, maybe mirrored
+        windows = padded[i].unfold(1, 16, 1).unfold(2, 16, 1).permute(1, 2, 0, 3, 4).reshape(-1, 3, 16, 16)
+        plain = (windows == out[i]).flatten(1).all(1).any()
+        mirrored = (windows.flip(-1) == out[i]).flatten(1).all(1).any()
+        assert plain or mirrored
+        flips += int(mirrored and not plain)
+    assert 4 < flips < 28  # p = 0.5 per sample

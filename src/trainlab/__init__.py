@@ -4,4 +4,7 @@ Importing the package is cheap: torch, Lightning and torchvision load only insid
 `python train.py --help` and `--cfg job` answer at once.
 """
 
+import time
+
 __version__ = "0.1.0"
+IMPORTED_AT = time.time()

@@ -1,23 +1,51 @@
 """Lightning callbacks built from conf/callbacks and conf/logger, plus trainlab's own small ones."""
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch import callbacks as lc
 
+import trainlab
+
+
+def process_start() -> float:
+    """When this process started (Linux: its /proc entry), else when trainlab was imported."""
+    try:
+        return os.stat(f"/proc/{os.getpid()}").st_ctime
+    except OSError:
+        return trainlab.IMPORTED_AT
+
 
 class EpochHistory(L.Callback):
-    """Keeps each epoch's validation metrics (what metrics.json reports at the best epoch)."""
+    """Each epoch's validation metrics and training seconds, and the time from command to first step."""
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.first_step_seconds: float | None = None
+        self._epoch_start = self._train_seconds = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_step_seconds is None:
+            self.first_step_seconds = round(time.time() - process_start(), 2)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start, self._train_seconds = time.perf_counter(), None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Validation runs inside the training epoch: stop the epoch's clock here.
+        if not trainer.sanity_checking and self._epoch_start is not None and self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._epoch_start
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") or k == "lr"})
+        if self._train_seconds is not None:
+            row["train_seconds"] = round(self._train_seconds, 4)
         self.rows.append(row)
 
 

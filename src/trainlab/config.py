@@ -120,6 +120,10 @@ def _check_data(cfg) -> None:
     if not isinstance(ds.num_workers, int) or ds.num_workers < 0:
         raise ConfigError("dataset.num_workers", ds.num_workers, "must be an integer >= 0", "dataset.num_workers=0")
     _check_choice("dataset.channels", ds.channels, (1, 3))
+    _check_choice("dataset.in_memory", ds.in_memory, (True, False, "auto"))
+    if ds.in_memory is not True and ds.name not in FILE_DATASETS:
+        raise ConfigError("dataset.in_memory", ds.in_memory, f"dataset {ds.name} is an array file, always held in memory",
+                          "dataset.in_memory=true (use augmentation.per_sample=true for a per-sample pipeline)")
     _check_fraction("dataset.val_fraction", ds.val_fraction)
     if ds.test_fraction is None:
         if ds.name not in TORCHVISION_FOLDERS:

@@ -60,18 +60,20 @@ class TrainModule(L.LightningModule):
     """
 
     def __init__(self, net: nn.Module, task: str, num_outputs: int, optimizer: dict, scheduler: dict,
-                 top_k: int = 0, no_decay_norm_and_bias: bool = True):
+                 top_k: int = 0, no_decay_norm_and_bias: bool = True, channels_last: bool = False):
         super().__init__()
         # Plain dicts only: checkpoints then load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["net"], logger=False)
         self.net = net
-        self.task = task
+        self.task, self.channels_last = task, channels_last
         self.loss_fn = F.mse_loss if task == "regression" else F.cross_entropy
         self.stats = {stage: EpochStats(task, top_k) for stage in ("train", "val", "test")}
         self.warmup_steps = scheduler["warmup_steps"]
         self.log_lr_steps = scheduler["interval"] == "step" or self.warmup_steps > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.net(x)
         return out.squeeze(-1) if self.task == "regression" else out
 
