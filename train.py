@@ -1,7 +1,12 @@
 """Train a model: `python train.py [group=option ...] [key=value ...]` (see README.md)."""
+from pathlib import Path
+
 import hydra
 
+from trainlab.cli_help import fast_help
 from trainlab.train import main as run_task
+
+CONF = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -10,4 +15,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main()
+    fast_help(CONF, "train") or main()

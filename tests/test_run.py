@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_cli
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -68,10 +70,13 @@ def test_multirun_runs_four_jobs(tmp_path):
     assert len(choices) == 4 and all(status == "ok" for status, _ in choices)
 
 
-def test_help_and_cfg_answer_without_torch(tmp_path):
-    probe = ("import sys, runpy; sys.argv = ['train.py', '--cfg', 'job'];\n"
+@pytest.mark.parametrize("flag", ["--help", "--cfg job"])
+def test_help_and_cfg_answer_without_torch(flag):
+    probe = (f"import sys, runpy; sys.argv = ['train.py', *{flag.split()!r}];\n"
              "try:\n    runpy.run_path('train.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "print('HEAVY', sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))")
     result = run_cli("-c", probe)
     assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-500:]
-    assert "optimizer:" in result.stdout
+    assert "optimizer:" in result.stdout and "class_path: torch.optim.Adam" in result.stdout
+    if flag == "--help":
+        assert "optimizer: adagrad, adam, adamw, asgd, momentum, nesterov, rmsprop, rprop, sgd" in result.stdout
