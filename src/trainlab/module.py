@@ -13,31 +13,36 @@ class EpochStats:
     """Per-epoch sums kept on the device: one small tensor add per step, no host sync, no per-step
     self.log (each costs ~0.1 ms in Lightning). Summed across processes once, at epoch end.
 
-    Classification sums: n, loss*n, correct, top-k correct. Regression: n, loss*n, |err|, err^2, y, y^2.
+    Sums: n, loss*n, then correct and top-k correct (classification) or |err|, err^2, y, y^2 (regression).
     """
 
     def __init__(self, task: str, top_k: int):
         self.task, self.top_k = task, top_k
         self.sums: torch.Tensor | None = None
+        self.count = 0  # samples, on the host: no device round trip per step
+
+    def reset(self) -> None:
+        self.sums, self.count = None, 0
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        out, n = out.detach(), y.new_tensor(len(y), dtype=torch.float64)
+        out, n = out.detach(), len(y)
         if self.task == "regression":
-            err = (out - y).double()
-            yd = y.double()
-            row = [n, loss.detach().double() * n, err.abs().sum(), err.square().sum(), yd.sum(), yd.square().sum()]
+            err, yd = (out - y).double(), y.double()
+            row = [loss.detach().double() * n, err.abs().sum(), err.square().sum(), yd.sum(), yd.square().sum()]
         else:
-            row = [n, loss.detach().double() * n, (out.argmax(1) == y).sum().double()]
+            row = [loss.detach().double() * n, (out.argmax(1) == y).sum().double()]
             if self.top_k:
                 row.append(out.topk(self.top_k, dim=1).indices.eq(y[:, None]).any(1).sum().double())
         row = torch.stack(row)
         self.sums = row if self.sums is None else self.sums + row
+        self.count += n
 
     def compute(self, reduce) -> dict[str, torch.Tensor]:
         """Epoch metrics from the sums; `reduce` sums them across processes (identity on one)."""
         if self.sums is None:
             return {}
-        s, self.sums = reduce(self.sums), None
+        s = reduce(torch.cat([self.sums.new_tensor([self.count]), self.sums]))
+        self.reset()
         n = s[0]
         out = {"loss": s[1] / n}
         if self.task == "regression":
@@ -109,20 +114,20 @@ class TrainModule(L.LightningModule):
         return self(batch[0] if isinstance(batch, (list, tuple)) else batch)
 
     def on_train_epoch_start(self) -> None:
-        self.stats["train"].sums = None
+        self.stats["train"].reset()
         self.log("lr", self.current_lr(), on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
     def on_validation_epoch_start(self) -> None:
-        self.stats["val"].sums = None
+        self.stats["val"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
     def on_test_epoch_start(self) -> None:
-        self.stats["test"].sums = None
+        self.stats["test"].reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
