@@ -1,0 +1,143 @@
+"""The LightningDataModule: splits a Source into train/val/test and augments batches on the device.
+
+Two paths, chosen by `augmentation.per_sample`:
+- batched (default): uint8 batches (in-memory sets moved to the training device once) are cropped,
+  flipped and normalised as whole batches on the device in on_after_batch_transfer;
+- per sample: torchvision transforms run on each image in DataLoader workers, as in the classic
+  PyTorch recipe (for transforms with no batched equivalent, and as the benchmark's reference).
+"""
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from trainlab.config import ConfigError
+from trainlab.data import sources
+from trainlab.data.augment import BatchAugment, channel_stats
+
+STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from files
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, dataset, augmentation, task: str, seed: int):
+        super().__init__()
+        self.cfg, self.aug_cfg, self.task, self.seed = dataset, augmentation, task, seed
+        self.train_set = self.val_set = self.test_set = None
+        self.classes: list[str] | None = None
+        self.augment: BatchAugment | None = None
+
+    # Shapes the model is built from, known after setup().
+    @property
+    def in_channels(self) -> int:
+        return self.cfg.channels
+
+    @property
+    def input_size(self) -> int:
+        return self.aug_cfg.crop_size or self.cfg.image_size
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.task == "regression" else len(self.classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        source = sources.load(self.cfg, self.task)
+        self.classes = source.classes
+        split = torch.Generator().manual_seed(self.seed)
+        data = source.train
+        if source.test is None:
+            data, self.test_set = _split(data, self.cfg.test_fraction, split)
+        else:
+            self.test_set = source.test
+        self.train_set, self.val_set = _split(data, self.cfg.val_fraction, split)
+        mean = std = None
+        if self.aug_cfg.normalize:
+            mean, std = channel_stats(_sample_images(self.train_set, split))
+        self.augment = BatchAugment(self.cfg.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
+                                    self.aug_cfg.hflip, mean, std, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        self.train_set = self._on_device(self.train_set)
+        return self._loader(self.train_set, self.cfg.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.val_set = self._on_device(self.val_set)
+        return self._loader(self.val_set, self.cfg.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.test_set = self._on_device(self.test_set)
+        return self._loader(self.test_set, self.cfg.eval_batch_size, train=False)
+
+    def _on_device(self, data):
+        """In-memory uint8 sets move to the training device once (a few MB to a few hundred MB)."""
+        if self.aug_cfg.per_sample or not isinstance(data, sources.TensorImages) or self.trainer is None:
+            return data
+        device = self.trainer.strategy.root_device
+        return data if data.images.device == device else data.to(device)
+
+    def _loader(self, data, batch_size: int, train: bool) -> DataLoader:
+        if self.aug_cfg.per_sample:
+            data = Transformed(data, self._per_sample_transform(train))
+        elif isinstance(data, sources.TensorImages):
+            # One index list per batch, fetched with one tensor indexing op: no per-sample work.
+            sampler = RandomSampler(data) if train else SequentialSampler(data)
+            return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False))
+        workers = self.cfg.num_workers
+        return DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+    def _per_sample_transform(self, train: bool):
+        from torchvision.transforms import v2
+
+        aug, size = self.aug_cfg, self.input_size
+        steps = []
+        if train and (aug.padding or size < self.cfg.image_size):
+            steps.append(v2.RandomCrop(size, padding=aug.padding))
+        elif size < self.cfg.image_size:
+            steps.append(v2.CenterCrop(size))
+        if train and aug.hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        steps.append(v2.ToDtype(torch.float32, scale=True))
+        if self.augment.mean is not None:
+            steps.append(v2.Normalize(self.augment.mean.tolist(), self.augment.std.tolist()))
+        return v2.Compose(steps)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.aug_cfg.per_sample:
+            return batch
+        images, targets = batch
+        return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
+
+
+class Transformed(torch.utils.data.Dataset):
+    """A dataset whose images pass through a per-sample transform."""
+
+    def __init__(self, data, transform):
+        self.data, self.transform = data, transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        image, target = self.data[index]
+        return self.transform(image), target
+
+
+def _split(data, fraction: float, generator: torch.Generator):
+    """Random split of a dataset: (rest, held_out) with `fraction` of the items held out."""
+    n = len(data)
+    held = max(1, int(round(n * fraction)))
+    if held >= n:
+        raise ConfigError("dataset", f"{n} items", "is too small to split into train, validation and test",
+                          "add data, or lower dataset.val_fraction / dataset.test_fraction")
+    order = torch.randperm(n, generator=generator)
+    return data.subset(order[held:]), data.subset(order[:held])
+
+
+def _sample_images(data, generator: torch.Generator) -> torch.Tensor:
+    if isinstance(data, sources.TensorImages):
+        return data.images
+    index = torch.randperm(len(data), generator=generator)[:STATS_SAMPLE].tolist()
+    return torch.stack([data[i][0] for i in index])

@@ -1,0 +1,237 @@
+"""Data sources: each returns uint8 images (N, C, H, W) and targets, decoded once.
+
+In-memory sources hold a TensorImages; image folders and CSVs stream from files (FileImages)
+when `dataset.in_memory=false` or when `auto` finds them larger than `dataset.memory_limit_mb`. Both yield uint8 batches: normalisation and
+augmentation run later on whole batches (see augment.py).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from trainlab.config import TORCHVISION_FOLDERS, ConfigError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class TensorImages(Dataset):
+    """uint8 images and targets held in memory; indexing with a list of indices returns a batch."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        return self.images[index], self.targets[index]
+
+    def subset(self, index: torch.Tensor) -> "TensorImages":
+        return TensorImages(self.images[index], self.targets[index])
+
+    def to(self, device) -> "TensorImages":
+        return TensorImages(self.images.to(device), self.targets.to(device))
+
+
+class FileImages(Dataset):
+    """Images decoded from files per sample (for data too large to hold in memory)."""
+
+    def __init__(self, paths: list[Path], targets: torch.Tensor, image_size: int, channels: int):
+        self.paths, self.targets, self.image_size, self.channels = paths, targets, image_size, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        return decode_image(self.paths[index], self.image_size, self.channels), self.targets[index]
+
+    def subset(self, index: torch.Tensor) -> "FileImages":
+        return FileImages([self.paths[i] for i in index.tolist()], self.targets[index], self.image_size, self.channels)
+
+    def to_memory(self) -> TensorImages:
+        images = torch.stack([decode_image(p, self.image_size, self.channels) for p in self.paths])
+        return TensorImages(images, self.targets)
+
+
+@dataclass
+class Source:
+    train: Dataset                 # TensorImages or FileImages
+    test: Dataset | None           # the source's own test split, if it has one
+    classes: list[str] | None      # class names (None for regression)
+
+
+def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+        array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    return array.view(size, size, channels).permute(2, 0, 1).contiguous()
+
+
+def resize_uint8(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize a uint8 (N, C, H, W) stack and convert its channels, in chunks to bound memory."""
+    if images.shape[1] != channels:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        else:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images.contiguous()
+    out = [F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+           for chunk in images.split(4096)]
+    return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
+
+
+def load(ds, task: str) -> Source:
+    """Build the Source named by dataset.name."""
+    return _LOADERS[ds.name](ds, task)
+
+
+def _digits(ds, task) -> Source:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).mul(255.0 / 16.0).round().to(torch.uint8).unsqueeze(1)
+    targets = torch.from_numpy(digits.target).long()
+    return Source(TensorImages(resize_uint8(images, ds.image_size, ds.channels), targets), None,
+                  [str(c) for c in range(10)])
+
+
+def _torchvision(ds, task) -> Source:
+    """MNIST and FashionMNIST through torchvision (IDX files in <root>/<Name>/raw)."""
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[ds.name]
+    splits = []
+    for train in (True, False):
+        data = _fetch(ds, lambda train=train: cls(str(ds.root), train=train, download=bool(ds.download)), cls.__name__)
+        images = torch.as_tensor(data.data).unsqueeze(1)
+        splits.append(TensorImages(resize_uint8(images, ds.image_size, ds.channels), torch.as_tensor(data.targets)))
+    return Source(splits[0], splits[1], list(data.classes))
+
+
+def _cifar10(ds, task) -> Source:
+    """CIFAR-10's python batches, read directly (torchvision's class insists on the original files'
+    checksums); a missing folder is downloaded through torchvision when dataset.download=true."""
+    import pickle
+
+    import numpy as np
+
+    folder = Path(str(ds.root)) / TORCHVISION_FOLDERS["cifar10"]
+    if not (folder / "batches.meta").is_file():
+        import torchvision
+
+        _fetch(ds, lambda: torchvision.datasets.CIFAR10(str(ds.root), train=True, download=bool(ds.download)), "CIFAR10")
+
+    def read(names):
+        batches = []
+        for name in names:
+            with open(folder / name, "rb") as f:
+                batches.append(pickle.load(f, encoding="latin1"))
+        images = torch.from_numpy(np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32))
+        targets = torch.tensor([t for b in batches for t in b["labels"]])
+        return TensorImages(resize_uint8(images, ds.image_size, ds.channels), targets)
+
+    with open(folder / "batches.meta", "rb") as f:
+        classes = pickle.load(f, encoding="latin1")["label_names"]
+    return Source(read([f"data_batch_{i}" for i in range(1, 6)]), read(["test_batch"]), list(classes))
+
+
+def _fetch(ds, make, name: str):
+    """Build a torchvision data set; missing files or a failed download become one clear error."""
+    folder = Path(str(ds.root)) / TORCHVISION_FOLDERS[ds.name]
+    try:
+        return make()
+    except Exception as err:
+        how = "and the download failed" if ds.download else "and dataset.download=false"
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError("dataset.root", str(ds.root), f"the {name} files are not in {folder} {how} "
+                          f"({type(err).__name__}: {reason})",
+                          f"run once online with dataset.download=true, or copy the {name} files "
+                          f"into {folder}") from None
+
+
+def _image_folder(ds, task) -> Source:
+    root = Path(str(ds.root))
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    paths, targets = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        paths += files
+        targets += [label] * len(files)
+    if not paths:
+        raise ConfigError("dataset.root", str(root), "holds no images in class sub-folders",
+                          f"lay the images out as {root}/<class name>/<image>.png")
+    return _file_source(ds, paths, torch.tensor(targets), classes)
+
+
+def _image_csv(ds, task) -> Source:
+    root = Path(str(ds.root))
+    with open(str(ds.csv_file), newline="") as f:
+        rows = list(csv.DictReader(f))
+    paths = [root / row[ds.path_column] for row in rows]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError("dataset.path_column", ds.path_column,
+                          f"{len(missing)} listed images do not exist under dataset.root (first: {missing[0]})",
+                          "check dataset.root and the paths in the CSV")
+    raw = [row[ds.target_column] for row in rows]
+    if task == "regression":
+        return _file_source(ds, paths, torch.tensor([float(v) for v in raw], dtype=torch.float32), None)
+    classes = sorted(set(raw))
+    index = {c: i for i, c in enumerate(classes)}
+    return _file_source(ds, paths, torch.tensor([index[v] for v in raw]), classes)
+
+
+def _file_source(ds, paths, targets, classes) -> Source:
+    files = FileImages(paths, targets, ds.image_size, ds.channels)
+    decoded_mb = len(paths) * ds.channels * ds.image_size ** 2 / 2 ** 20
+    if ds.in_memory is False or (ds.in_memory == "auto" and decoded_mb > ds.memory_limit_mb):
+        return Source(files, None, classes)
+    return Source(TensorImages(_cached_decode(ds, files), targets), None, classes)
+
+
+def _cached_decode(ds, files: FileImages) -> torch.Tensor:
+    """Decoded images, from a cache file under <root>/.trainlab_cache when the source is unchanged.
+
+    The cache key covers every file's path, size and mtime plus image_size and channels, so any
+    change to the source (an edited, added or removed image) decodes again and replaces the cache.
+    """
+    import hashlib
+
+    root = Path(str(ds.root))
+    digest = hashlib.sha256()
+    for path in files.paths:
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    stem = Path(str(ds.csv_file)).stem if ds.csv_file else "folder"
+    prefix = f"{ds.name}-{stem}-{ds.image_size}px-{ds.channels}ch-"
+    cache = root / ".trainlab_cache" / f"{prefix}{digest.hexdigest()[:16]}.pt"
+    if cache.is_file():
+        try:
+            return torch.load(cache, weights_only=True)["images"]
+        except Exception:  # a damaged cache is only a cache: decode again
+            pass
+    images = files.to_memory().images
+    try:
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"images": images}, tmp)
+        tmp.replace(cache)  # atomic: a reader never sees half a file
+        for stale in cache.parent.glob(f"{prefix}*.pt"):
+            if stale != cache:
+                stale.unlink()
+    except OSError:  # read-only data folder: run without the cache
+        pass
+    return images
+
+
+_LOADERS = {"digits": _digits, "mnist": _torchvision, "fashion_mnist": _torchvision, "cifar10": _cifar10,
+            "image_folder": _image_folder, "image_csv": _image_csv}
