@@ -48,6 +48,13 @@ class EpochHistory(L.Callback):
             row["train_seconds"] = round(self._train_seconds, 4)
         self.rows.append(row)
 
+    # Saved in checkpoints, so a resumed run's metrics.json keeps the epochs before the interruption.
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])
+
 
 class ImageGrid(L.Callback):
     """Writes a grid of augmented training images (as the network sees them) to TensorBoard, once."""

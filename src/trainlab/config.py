@@ -35,7 +35,40 @@ def _default_mode(monitor: str) -> str:
     return "max" if name in ("acc", "r2") or name.startswith("top") else "min"
 
 
-for _name, _fn in (("trainlab.default_monitor", _default_monitor), ("trainlab.default_mode", _default_mode)):
+_CLAIMED: dict[str, str] = {}
+
+
+def _run_folder(resume, fresh: str) -> str:
+    """hydra.run.dir / hydra.sweep.dir: the folder being resumed, else `fresh` claimed with an exclusive
+    mkdir (`fresh-1`, `fresh-2`... when another run took it in the same second). Memoised: Hydra
+    resolves the key more than once per process."""
+    if resume:
+        return str(resume)
+    if fresh not in _CLAIMED:
+        candidate, n = fresh, 0
+        while True:
+            try:
+                Path(candidate).parent.mkdir(parents=True, exist_ok=True)
+                Path(candidate).mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                candidate = f"{fresh}-{n}"
+        _CLAIMED[fresh] = candidate
+    return _CLAIMED[fresh]
+
+
+def _hydra_subdir(resume) -> str:
+    """A resumed run keeps its original .hydra/ records: the resumed session's go beside them."""
+    if not resume:
+        return ".hydra"
+    from datetime import datetime
+
+    return ".hydra-resumed-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+for _name, _fn in (("trainlab.default_monitor", _default_monitor), ("trainlab.default_mode", _default_mode),
+                   ("trainlab.run_folder", _run_folder), ("trainlab.hydra_subdir", _hydra_subdir)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
 

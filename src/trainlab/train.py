@@ -13,7 +13,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from trainlab import config
+from trainlab import resume
 from trainlab.config import ConfigError
+from trainlab.resume import RunStopped
 
 log = logging.getLogger("trainlab")
 
@@ -25,10 +27,17 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         log.error("Config error: %s", err)
         raise SystemExit(2) from None
+    except RunStopped as stop:
+        log.error("Run %s: %s", stop.status, stop.message)
+        raise SystemExit(stop.exit_code) from None
     return metrics.get("best_score")
 
 
 def run(cfg: DictConfig) -> dict:
+    start = resume.prepare(cfg)  # resume=: the run's own config and last.ckpt; a finished job is skipped
+    if start.finished is not None:
+        return start.finished
+    cfg = start.cfg
     config.validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +52,7 @@ def run(cfg: DictConfig) -> dict:
 
     from trainlab import models  # noqa: F401  (class paths below point into it)
     from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
+    from trainlab import guards
     from trainlab.data import ImageDataModule
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
@@ -70,15 +80,24 @@ def run(cfg: DictConfig) -> dict:
                          no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
 
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
+    callbacks += guards.build(cfg.seed, run_dir)
     logger = build_logger(cfg, run_dir)
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                         enable_progress_bar=cfg.callbacks.progress_bar.enabled)
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        guards.fit(trainer, module, datamodule, start.ckpt_path, run_dir)
+    except RunStopped as stop:  # interrupted or diverged: record it, keep the checkpoints
+        metrics = _summary(cfg, checkpoint, history.rows, {}, trainer, run_dir, time.time() - started,
+                           history.first_step_seconds)
+        metrics.update(status=stop.status, error=stop.message)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
+        raise
 
     test = {}
     if cfg.test_after_fit:
         ckpt = "best" if checkpoint.best_model_path else None
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)[0]
     metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                        history.first_step_seconds)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

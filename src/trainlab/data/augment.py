@@ -49,6 +49,12 @@ class BatchAugment:
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
 
+    def reseed(self, seed: int) -> None:
+        """Restart every device's generator from `seed` (called at each epoch start, see guards.EpochSeeding)."""
+        for generator in self._generators.values():
+            generator.manual_seed(seed)
+        self.seed = seed
+
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         if train and (self.padding or self.size < self.image_size or self.hflip):
             x = random_crop_flip(x, self.size, self.padding, self.hflip, self.generator(x.device))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from trainlab.config import ConfigError
 from trainlab.data import sources
@@ -82,11 +82,18 @@ class ImageDataModule(L.LightningDataModule):
             data = Transformed(data, self._per_sample_transform(train))
         elif isinstance(data, sources.TensorImages):
             # One index list per batch, fetched with one tensor indexing op: no per-sample work.
-            sampler = RandomSampler(data) if train else SequentialSampler(data)
-            return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False))
+            if train:  # own generator: creating the iterator must not draw from the global RNG (exact resume)
+                return DataLoader(data, batch_size=None, sampler=EpochShuffle(len(data), batch_size, self.seed,
+                                                                              self._epoch),
+                                  generator=torch.Generator().manual_seed(self.seed))
+            return DataLoader(data, batch_size=None,
+                              sampler=BatchSampler(SequentialSampler(data), batch_size, drop_last=False))
         workers = self.cfg.num_workers
         return DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def _per_sample_transform(self, train: bool):
         from torchvision.transforms import v2
@@ -109,6 +116,24 @@ class ImageDataModule(L.LightningDataModule):
             return batch
         images, targets = batch
         return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """Batches of indices from a permutation seeded by (seed, epoch), so a resumed run draws the same
+    order for an epoch as the uninterrupted run did."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch):
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        from trainlab.guards import epoch_seed
+
+        # A generator: the epoch is read at the first batch, not when Lightning creates the iterator early.
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch())))
+        yield from order.split(self.batch_size)
 
 
 class Transformed(torch.utils.data.Dataset):
