@@ -43,7 +43,11 @@ class EpochHistory(L.Callback):
         if trainer.sanity_checking:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") or k == "lr"})
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        if hasattr(pl_module, "current_lr") and trainer.optimizers:
+            # This epoch's lr, read now: the logged "lr" is aggregated only at epoch end, after validation,
+            # so callback_metrics still held the previous epoch's value (and none in a resumed session).
+            row["lr"] = float(pl_module.current_lr())
         if self._train_seconds is not None:
             row["train_seconds"] = round(self._train_seconds, 4)
         self.rows.append(row)
