@@ -141,3 +141,15 @@ def test_resumed_sweep_recomputes_only_the_unfinished_job(tmp_path):
     assert metrics(unfinished)["status"] == "ok"
     assert (unfinished / "metrics.json").stat().st_mtime_ns > stamp
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path, monkeypatch):
+    from trainlab import config
+
+    fresh = str(tmp_path / "outputs" / "16-40-00")
+    first = config._run_folder(None, fresh)
+    assert config._run_folder(None, fresh) == first  # Hydra resolves the key again in the same process
+    monkeypatch.setattr(config, "_CLAIMED", {})  # a second process, same second
+    second = config._run_folder(None, fresh)
+    assert (first, second) == (fresh, fresh + "-1")
+    assert config._run_folder(str(tmp_path / "old"), fresh) == str(tmp_path / "old")
