@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader
 
 from trainlab.config import ConfigError
+from trainlab.distributed import index_sampler
 from trainlab.data import sources
 from trainlab.data.augment import BatchAugment, channel_stats
 
@@ -78,14 +79,15 @@ class ImageDataModule(L.LightningDataModule):
         return data if data.images.device == device else data.to(device)
 
     def _loader(self, data, batch_size: int, train: bool) -> DataLoader:
+        # Our samplers shard per rank themselves (the Trainer runs with use_distributed_sampler=False).
+        sampler = index_sampler(len(data), train, self.trainer, self.seed)
         if self.aug_cfg.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
         elif isinstance(data, sources.TensorImages):
             # One index list per batch, fetched with one tensor indexing op: no per-sample work.
-            sampler = RandomSampler(data) if train else SequentialSampler(data)
-            return DataLoader(data, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False))
+            return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
-        return DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
     def _per_sample_transform(self, train: bool):
@@ -109,6 +111,14 @@ class ImageDataModule(L.LightningDataModule):
             return batch
         images, targets = batch
         return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
+
+
+class EpochBatchSampler(BatchSampler):
+    """Lightning calls set_epoch on the DataLoader's sampler: pass it on so DDP shards reshuffle each epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
 
 class Transformed(torch.utils.data.Dataset):
