@@ -6,7 +6,9 @@ import json
 
 import lightning as L
 import pytest
-from conftest import TINY, make_cfg, run_cli
+import yaml
+from hydra import compose, initialize_config_dir
+from conftest import CONF, TINY, make_cfg, run_cli
 
 from trainlab import config
 from trainlab.config import ConfigError
@@ -46,7 +48,7 @@ def test_ddp_cpu_two_processes_write_one_run_folder(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["global_step"] == 3
     saved = config.plain(make_cfg(["trainer=ddp_cpu", *DDP_RUN], run_dir))["trainer"]
-    assert json.loads(json.dumps(saved)) == __import__("yaml").safe_load((run_dir / "config.yaml").read_text())["trainer"]
+    assert saved == yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]
     # Sharded evaluation, sums reduced across ranks: the numbers one process gets on the whole test split.
     single = _one_process_test(DDP_RUN, metrics["best_checkpoint"], tmp_path)
     assert metrics["test"]["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
@@ -75,3 +77,14 @@ def test_submitit_local_sweep_matches_the_basic_launcher(tmp_path):
         assert got["status"] == want["status"] == "ok"
         assert got["test"] == pytest.approx(want["test"], rel=1e-4)
         assert got["best_score"] == pytest.approx(want["best_score"], rel=1e-4)
+
+
+def test_slurm_launcher_composes_with_the_documented_knobs():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.tasks_per_node == 1
+    for key in ("gpus_per_node", "timeout_min", "mem_gb", "cpus_per_task"):
+        assert key in launcher
