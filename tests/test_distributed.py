@@ -71,6 +71,7 @@ def test_submitit_local_sweep_matches_the_basic_launcher(tmp_path):
     jobs = [p for p in (tmp_path / "local" / ".submitit").iterdir() if p.name.isdigit()]
     assert len(jobs) == 2 and all(list(p.glob("*_result.pkl")) for p in jobs)  # both really ran in submitit
     for job, seed in (("0", 1), ("1", 2)):
+        assert (tmp_path / "local" / job / "config.yaml").is_file()
         got = json.loads((tmp_path / "local" / job / "metrics.json").read_text())
         # Hydra's basic launcher calls the task in-process on the same composed config: do just that.
         want = run(make_cfg([*TINY, f"seed={seed}"], tmp_path / "basic" / job))
