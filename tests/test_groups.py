@@ -39,12 +39,14 @@ def _data_overrides(option: str, tmp_path, image_folder, image_csv) -> list[str]
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_trains_one_batch(group, option, cfg_factory, tmp_path, image_folder, image_csv):
-    if group == "trainer" and option == "gpu" and not torch.cuda.is_available():
-        pytest.skip("trainer=gpu needs a CUDA GPU")
+    if group == "trainer" and option in ("gpu", "ddp") and not torch.cuda.is_available():
+        pytest.skip(f"trainer={option} needs a CUDA GPU")
+    if group == "trainer" and option == "ddp_cpu":
+        pytest.skip("DDP re-runs the train.py command per process: tests/test_distributed.py runs it")
     overrides = [f"{group}={option}"]
     if group == "dataset":
         overrides += _data_overrides(option, tmp_path, image_folder, image_csv)
-    if group == "trainer" and option != "gpu":
+    if group == "trainer" and option not in ("gpu", "ddp"):
         overrides.append(f"trainer.accelerator={'cpu' if option == 'cpu' else 'auto'}")
     cfg = cfg_factory(*overrides)
     metrics = run(cfg)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import config
-from trainlab import resume
+from trainlab import config, distributed, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 
@@ -39,10 +38,12 @@ def run(cfg: DictConfig) -> dict:
         return start.finished
     cfg = start.cfg
     config.validate(cfg)
+    distributed.check_launch(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.plain(cfg)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    if distributed.launched_as_rank_zero():  # DDP: only rank 0 writes the run's files
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     started = time.time()
 
     import lightning as L
@@ -83,7 +84,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks += guards.build(cfg.seed, run_dir)
     logger = build_logger(cfg, run_dir)
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
-                        enable_progress_bar=cfg.callbacks.progress_bar.enabled)
+                        enable_progress_bar=cfg.callbacks.progress_bar.enabled,
+                        use_distributed_sampler=False)  # the datamodule shards per rank (distributed.py)
     try:
         guards.fit(trainer, module, datamodule, start.ckpt_path, run_dir)
     except RunStopped as stop:  # interrupted or diverged: record it, keep the checkpoints
@@ -100,9 +102,10 @@ def run(cfg: DictConfig) -> dict:
         test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)[0]
     metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                        history.first_step_seconds)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
-    _print_table(metrics)
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
+        _print_table(metrics)
     return metrics
 
 

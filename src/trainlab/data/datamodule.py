@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader
 
 from trainlab.config import ConfigError
+from trainlab.distributed import index_sampler
 from trainlab.data import sources
 from trainlab.data.augment import BatchAugment, channel_stats
 
@@ -78,18 +79,20 @@ class ImageDataModule(L.LightningDataModule):
         return data if data.images.device == device else data.to(device)
 
     def _loader(self, data, batch_size: int, train: bool) -> DataLoader:
+        # Our samplers shard per rank themselves (the Trainer runs with use_distributed_sampler=False).
+        sampler = index_sampler(len(data), train, self.trainer, self.seed)
         if self.aug_cfg.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
         elif isinstance(data, sources.TensorImages):
             # One index list per batch, fetched with one tensor indexing op: no per-sample work.
-            if train:  # own generator: creating the iterator must not draw from the global RNG (exact resume)
+            if train and (self.trainer is None or self.trainer.world_size == 1):
+                # Own generator: creating the iterator must not draw from the global RNG (exact resume).
                 return DataLoader(data, batch_size=None, sampler=EpochShuffle(len(data), batch_size, self.seed,
                                                                               self._epoch),
                                   generator=torch.Generator().manual_seed(self.seed))
-            return DataLoader(data, batch_size=None,
-                              sampler=BatchSampler(SequentialSampler(data), batch_size, drop_last=False))
+            return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
-        return DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
     def _epoch(self) -> int:
@@ -134,6 +137,14 @@ class EpochShuffle(torch.utils.data.Sampler):
         # A generator: the epoch is read at the first batch, not when Lightning creates the iterator early.
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch())))
         yield from order.split(self.batch_size)
+
+
+class EpochBatchSampler(BatchSampler):
+    """Lightning calls set_epoch on the DataLoader's sampler: pass it on so DDP shards reshuffle each epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
 
 class Transformed(torch.utils.data.Dataset):
