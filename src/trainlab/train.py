@@ -46,6 +46,7 @@ def run(cfg: DictConfig) -> dict:
     from trainlab.data import ImageDataModule
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
+    from trainlab.pruning import OptunaPruning
 
     _preflight(resolved)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -71,6 +72,8 @@ def run(cfg: DictConfig) -> dict:
 
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
     logger = build_logger(cfg, run_dir)
+    pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
+    callbacks += [pruning] if pruning else []
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                         enable_progress_bar=cfg.callbacks.progress_bar.enabled)
     trainer.fit(module, datamodule=datamodule)
@@ -81,6 +84,8 @@ def run(cfg: DictConfig) -> dict:
         test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                        history.first_step_seconds)
+    if pruning and pruning.pruned:
+        metrics["status"] = "pruned"
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
     _print_table(metrics)
