@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
     from trainlab.data import ImageDataModule
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
+    from trainlab.pruning import OptunaPruning
 
     _preflight(resolved)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -83,6 +84,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
     callbacks += guards.build(cfg.seed, run_dir)
     logger = build_logger(cfg, run_dir)
+    pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
+    callbacks += [pruning] if pruning else []
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                         enable_progress_bar=cfg.callbacks.progress_bar.enabled,
                         use_distributed_sampler=False)  # the datamodule shards per rank (distributed.py)
@@ -102,6 +105,8 @@ def run(cfg: DictConfig) -> dict:
         test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)[0]
     metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                        history.first_step_seconds)
+    if pruning and pruning.pruned:
+        metrics["status"] = "pruned"
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
