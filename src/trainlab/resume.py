@@ -33,8 +33,10 @@ class Start:
 def prepare(cfg: DictConfig) -> Start:
     run_dir = Path(cfg.paths.output_dir)
     if not cfg.get("resume"):
+        from trainlab.distributed import launched_as_rank_zero
+
         taken = [name for name in RUN_FILES if (run_dir / name).exists()]
-        if taken:
+        if taken and launched_as_rank_zero():  # DDP's other ranks join rank 0's folder on purpose
             raise ConfigError("paths.output_dir", str(run_dir), f"already holds a run ({', '.join(taken)})",
                               f"resume={run_dir} to continue it, or let trainlab pick a new folder")
         return Start(cfg)
