@@ -20,7 +20,7 @@ def process_start() -> float:
 
 
 class EpochHistory(L.Callback):
-    """Each epoch's validation metrics and training seconds, and the time from command to first step."""
+    """Each epoch's validation metrics, lr, training loss/metrics and seconds, and the time from command to first step."""
 
     def __init__(self):
         self.rows: list[dict] = []
@@ -31,9 +31,6 @@ class EpochHistory(L.Callback):
         if self.first_step_seconds is None:
             self.first_step_seconds = round(time.time() - process_start(), 2)
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._epoch_start, self._train_seconds = time.perf_counter(), None
-
     def on_validation_start(self, trainer, pl_module) -> None:
         # Validation runs inside the training epoch: stop the epoch's clock here.
         if not trainer.sanity_checking and self._epoch_start is not None and self._train_seconds is None:
@@ -43,10 +40,24 @@ class EpochHistory(L.Callback):
         if trainer.sanity_checking:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") or k == "lr"})
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         if self._train_seconds is not None:
             row["train_seconds"] = round(self._train_seconds, 4)
         self.rows.append(row)
+
+    # Epoch-level train/* and lr reach callback_metrics only after the callbacks' on_train_epoch_end:
+    # they are read at the next epoch's start (or the end of fit) and added to that epoch's row.
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._add_train_metrics(trainer)
+        self._epoch_start, self._train_seconds = time.perf_counter(), None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._add_train_metrics(trainer)
+
+    def _add_train_metrics(self, trainer) -> None:
+        if self.rows and self.rows[-1]["epoch"] == trainer.current_epoch - 1 and "lr" not in self.rows[-1]:
+            self.rows[-1].update({k: float(v) for k, v in trainer.callback_metrics.items()
+                                  if k == "lr" or k.startswith("train/") and not k.endswith("_step")})
 
 
 class ImageGrid(L.Callback):

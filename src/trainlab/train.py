@@ -22,9 +22,15 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns the best monitored value (what sweepers optimise)."""
     try:
         metrics = run(cfg)
-    except ConfigError as err:
-        log.error("Config error: %s", err)
-        raise SystemExit(2) from None
+    except Exception as err:
+        from trainlab.sweep_job import in_multirun, record_failure
+
+        if not in_multirun():
+            if isinstance(err, ConfigError):
+                log.error("Config error: %s", err)
+                raise SystemExit(2) from None
+            raise
+        return record_failure(cfg, err)  # the sweep goes on; its report lists the failure and sets the exit code
     return metrics.get("best_score")
 
 
