@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 
+import nbclient
+import nbformat
 import pytest
 from conftest import ROOT, TINY, run_cli
 
@@ -80,8 +82,6 @@ def test_event_files_give_the_curves_metrics_json_lacks(sweep, tmp_path):
 
 
 def test_notebook_executes_on_the_sweep(sweep, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     folder, _ = sweep
     monkeypatch.setenv("TRAINLAB_SWEEP", str(folder))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
@@ -93,3 +93,12 @@ def test_notebook_executes_on_the_sweep(sweep, monkeypatch):
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "optimizer=adagrad scheduler=onecycle" in text and "failed" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_parallel_launcher_runs_a_sweep(tmp_path):
+    folder = tmp_path / "multirun"
+    result = run_cli("train.py", "-m", "hydra/launcher=parallel", "optimizer=sgd,adam", *TINY, f"hydra.sweep.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _csv(folder / "summary.csv")
+    assert sorted(r["overrides"] for r in rows) == ["optimizer=adam", "optimizer=sgd"]
+    assert all(r["status"] == "ok" for r in rows)
