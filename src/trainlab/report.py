@@ -91,7 +91,7 @@ def summary_rows(jobs: list[dict]) -> tuple[list[dict], str | None]:
         score = j.get("best_score")
         row = {"job": j["job"], "overrides": " ".join(o for o in j["overrides"] if o in varying),
                "status": j.get("status", "missing"), "error": j.get("error", ""),
-               f"best {monitor}": _fmt(score), "best_epoch": j.get("best_epoch", "")}
+               f"best {monitor or 'score'}": _fmt(score), "best_epoch": j.get("best_epoch", "")}
         row.update({k: _fmt((j.get("test") or {}).get(k)) for k in test_keys})
         row.update({"epochs": j.get("epochs", ""), "seconds": _fmt(j.get("seconds"), 1)})
         sign = -1 if mode == "max" else 1
