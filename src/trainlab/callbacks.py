@@ -20,12 +20,16 @@ def process_start() -> float:
 
 
 class EpochHistory(L.Callback):
-    """Each epoch's validation metrics and training seconds, and the time from command to first step."""
+    """Each epoch's validation and training metrics, lr and seconds, and the time from command to first step.
+
+    Rows are complete when a checkpoint is written (at validation end) and are saved in it, so a resumed
+    run's metrics.json keeps the epochs before the interruption.
+    """
 
     def __init__(self):
         self.rows: list[dict] = []
         self.first_step_seconds: float | None = None
-        self._epoch_start = self._train_seconds = None
+        self._epoch_start = self._train_seconds = self._epoch_lr = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step_seconds is None:
@@ -33,6 +37,8 @@ class EpochHistory(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start, self._train_seconds = time.perf_counter(), None
+        # The value the module logs as "lr" for this epoch (the event files' lr curve).
+        self._epoch_lr = float(pl_module.current_lr()) if trainer.optimizers else None
 
     def on_validation_start(self, trainer, pl_module) -> None:
         # Validation runs inside the training epoch: stop the epoch's clock here.
@@ -44,15 +50,14 @@ class EpochHistory(L.Callback):
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
-        if hasattr(pl_module, "current_lr") and trainer.optimizers:
-            # This epoch's lr, read now: the logged "lr" is aggregated only at epoch end, after validation,
-            # so callback_metrics still held the previous epoch's value (and none in a resumed session).
-            row["lr"] = float(pl_module.current_lr())
+        # The epoch's train/* are logged only at epoch end, after this: read the module's running sums.
+        row.update({f"train/{k}": float(v) for k, v in pl_module.epoch_metrics("train").items()})
+        if self._epoch_lr is not None:
+            row["lr"] = self._epoch_lr
         if self._train_seconds is not None:
             row["train_seconds"] = round(self._train_seconds, 4)
         self.rows.append(row)
 
-    # Saved in checkpoints, so a resumed run's metrics.json keeps the epochs before the interruption.
     def state_dict(self) -> dict:
         return {"rows": self.rows}
 

@@ -37,12 +37,13 @@ class EpochStats:
         self.sums = row if self.sums is None else self.sums + row
         self.count += n
 
-    def compute(self, reduce) -> dict[str, torch.Tensor]:
+    def compute(self, reduce, reset: bool = True) -> dict[str, torch.Tensor]:
         """Epoch metrics from the sums; `reduce` sums them across processes (identity on one)."""
         if self.sums is None:
             return {}
         s = reduce(torch.cat([self.sums.new_tensor([self.count]), self.sums]))
-        self.reset()
+        if reset:
+            self.reset()
         n = s[0]
         out = {"loss": s[1] / n}
         if self.task == "regression":
@@ -90,9 +91,15 @@ class TrainModule(L.LightningModule):
         return loss
 
     def _log_epoch(self, stage: str) -> None:
-        reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")  # noqa: E731
-        metrics = self.stats[stage].compute(reduce)
+        metrics = self.stats[stage].compute(self._reduce)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, on_step=False, on_epoch=True)
+
+    def _reduce(self, t: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(t, reduce_op="sum")
+
+    def epoch_metrics(self, stage: str) -> dict[str, float]:
+        """The stage's metrics so far this epoch, without resetting them (collective under DDP: all ranks call it)."""
+        return {k: float(v) for k, v in self.stats[stage].compute(self._reduce, reset=False).items()}
 
     def _should_log_step(self) -> bool:
         # Lightning writes step metrics only every log_every_n_steps; logging in between costs time.

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import config, distributed, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
+from trainlab.sweep_job import in_multirun, record_failure
 
 log = logging.getLogger("trainlab")
 
@@ -23,12 +24,18 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point: returns the best monitored value (what sweepers optimise)."""
     try:
         metrics = run(cfg)
-    except ConfigError as err:
-        log.error("Config error: %s", err)
-        raise SystemExit(2) from None
-    except RunStopped as stop:
+    except RunStopped as stop:  # run() has written metrics.json with the status
         log.error("Run %s: %s", stop.status, stop.message)
+        if stop.status == "diverged" and in_multirun():
+            return float("nan")  # one diverged job does not stop the sweep; the report lists it
         raise SystemExit(stop.exit_code) from None
+    except Exception as err:
+        if not in_multirun():
+            if isinstance(err, ConfigError):
+                log.error("Config error: %s", err)
+                raise SystemExit(2) from None
+            raise
+        return record_failure(cfg, err)  # the sweep goes on; its report lists the failure and sets the exit code
     return metrics.get("best_score")
 
 

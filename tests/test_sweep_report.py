@@ -1,0 +1,104 @@
+"""A real tiny multirun (2x2 jobs, one failing) ends in a report; the CLI and the notebook read it back."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import nbclient
+import nbformat
+import pytest
+from conftest import ROOT, TINY, run_cli
+
+from trainlab.report import load_job
+
+# adagrad + onecycle fails inside fit (Adagrad has no momentum for OneCycleLR to cycle): a real job failure.
+SWEEP = ["optimizer=adam,adagrad", "scheduler=none,onecycle"]
+SHORT = [o for o in TINY if not o.startswith(("trainer.max_epochs", "trainer.limit_train"))] + [
+    "trainer.max_epochs=2", "trainer.limit_train_batches=2"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep") / "multirun"
+    result = run_cli("train.py", "-m", *SWEEP, *SHORT, f"hydra.sweep.dir={folder}")
+    return folder, result
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_failed_job_is_reported_and_sets_the_exit_code(sweep):
+    folder, result = sweep
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 of 4 jobs did not finish" in result.stdout + result.stderr
+    rows = _csv(folder / "summary.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
+    failed = rows[-1]
+    assert failed["overrides"] == "optimizer=adagrad scheduler=onecycle" and "momentum" in failed["error"]
+    assert "Traceback" in (folder / failed["job"] / "train.log").read_text()
+    scores = [float(r["best val/acc"]) for r in rows[:3]]
+    assert scores == sorted(scores, reverse=True)
+    for row in rows[:3]:
+        metrics = json.loads((folder / row["job"] / "metrics.json").read_text())
+        assert float(row["best val/acc"]) == pytest.approx(metrics["best_score"], abs=1e-4)
+        assert row["epochs"] == "2" and float(row["test/acc"]) == pytest.approx(metrics["test"]["test/acc"], abs=1e-4)
+    for name in ("loss.png", "monitor.png", "lr.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in (folder / "summary.md").read_text()
+    assert "| optimizer=adagrad scheduler=onecycle | failed |" in (folder / "summary.md").read_text()
+
+
+def test_report_cli_regenerates_the_same_csv(sweep, tmp_path):
+    folder, _ = sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    for name in ("summary.csv", "summary.md", "loss.png"):
+        (copy / name).unlink()
+    result = run_cli("-m", "trainlab.report", str(copy))
+    assert result.returncode == 1  # a job failed
+    assert (copy / "summary.csv").read_text() == (folder / "summary.csv").read_text()
+    assert (copy / "loss.png").exists() and "| job |" in result.stdout
+
+
+def test_event_files_give_the_curves_metrics_json_lacks(sweep, tmp_path):
+    folder, _ = sweep
+    job = tmp_path / "job"
+    shutil.copytree(folder / "0", job)
+    metrics = json.loads((job / "metrics.json").read_text())
+    from_json = metrics.pop("history")
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    (job / "1").mkdir()  # a job folder not started yet: listed as missing
+    (job / "1" / ".hydra").mkdir()
+    from_events = load_job(job)["history"]
+    assert [r["epoch"] for r in from_events] == [r["epoch"] for r in from_json] == [0, 1]
+    for a, b in zip(from_events, from_json):
+        for key in ("train/loss", "val/loss", "val/acc", "lr"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+    assert load_job(job / "1")["status"] == "missing"
+
+
+def test_notebook_executes_on_the_sweep(sweep, monkeypatch):
+    folder, _ = sweep
+    monkeypatch.setenv("TRAINLAB_SWEEP", str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    notebook = nbformat.read(ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
+    # python3 with ipykernel importable in this interpreter = a kernel running sys.executable
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "optimizer=adagrad scheduler=onecycle" in text and "failed" in text
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_parallel_launcher_runs_a_sweep(tmp_path):
+    folder = tmp_path / "multirun"
+    result = run_cli("train.py", "-m", "hydra/launcher=parallel", "optimizer=sgd,adam", *TINY, f"hydra.sweep.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _csv(folder / "summary.csv")
+    assert sorted(r["overrides"] for r in rows) == ["optimizer=adam", "optimizer=sgd"]
+    assert all(r["status"] == "ok" for r in rows)
