@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from trainlab.config import TORCHVISION_FOLDERS, ConfigError
+from trainlab.data import bad_inputs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -176,6 +177,7 @@ def _image_csv(ds, task) -> Source:
     root = Path(str(ds.root))
     with open(str(ds.csv_file), newline="") as f:
         rows = list(csv.DictReader(f))
+    bad_inputs.check_csv_rows(ds, rows, task)
     paths = [root / row[ds.path_column] for row in rows]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -191,6 +193,8 @@ def _image_csv(ds, task) -> Source:
 
 
 def _file_source(ds, paths, targets, classes) -> Source:
+    paths, targets = bad_inputs.screen_images(ds, paths, targets)
+    bad_inputs.warn_small_classes(classes, targets)
     files = FileImages(paths, targets, ds.image_size, ds.channels)
     decoded_mb = len(paths) * ds.channels * ds.image_size ** 2 / 2 ** 20
     if ds.in_memory is False or (ds.in_memory == "auto" and decoded_mb > ds.memory_limit_mb):
