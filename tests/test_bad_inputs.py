@@ -82,3 +82,16 @@ def test_class_folder_with_one_image_warns_and_trains(image_folder, cfg_factory,
         metrics = run(cfg_factory(*FOLDER, f"dataset.root={image_folder}"))
     assert metrics["status"] == "ok"
     assert "fewer than 3 images cannot appear in train, validation and test alike: 'lonely' (1)" in caplog.text
+
+
+def test_image_damaged_past_its_headers_is_a_clear_error(image_folder, cfg_factory):
+    from PIL import Image
+
+    write_png(image_folder / "big.png", 128, size=64)
+    jpeg = image_folder / "class_0" / "cut.jpg"
+    Image.open(image_folder / "big.png").save(jpeg)
+    (image_folder / "big.png").unlink()
+    data = jpeg.read_bytes()
+    jpeg.write_bytes(data[: len(data) // 2])  # headers intact (verify passes), pixel data cut
+    with pytest.raises(ConfigError, match=r"cut.jpg'?: cannot be decoded as an image \(image file is truncated"):
+        run(cfg_factory(*FOLDER, f"dataset.root={image_folder}"))

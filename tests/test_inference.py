@@ -73,3 +73,6 @@ def test_outputs_and_checkpoints_are_checked_first(run_dir, tmp_path):
         evaluate(compose_cfg("evaluate", f"ckpt={corrupt}"))
     with pytest.raises(ConfigError, match="holds no images"):
         predict(compose_cfg("predict", f"ckpt={best(run_dir)}", f"input={tmp_path / 'r'}"))
+    (tmp_path / "r" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match="input='.*broken.png': cannot be decoded as an image"):
+        predict(compose_cfg("predict", f"ckpt={best(run_dir)}", f"input={tmp_path / 'r'}"))

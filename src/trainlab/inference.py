@@ -130,9 +130,8 @@ def _decode_all(files: list[Path], folder: Path, ds):
     for path in files:
         try:
             images.append(decode_image(path, ds.image_size, ds.channels))
-        except Exception as err:
-            raise ConfigError("input", str(path), f"cannot be decoded as an image ({type(err).__name__})",
-                              "remove or replace that file") from None
+        except ConfigError as err:  # named after the training data's key: restate it for `input`
+            raise ConfigError("input", str(path), err.problem, err.fix) from None
     return torch.stack(images), [str(p.relative_to(folder)) for p in files]
 
 

@@ -69,9 +69,13 @@ class Source:
 def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-        array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+            array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except OSError as err:  # damage past the headers that bad_inputs.screen_images checks (e.g. a cut JPEG)
+        raise ConfigError("dataset.root", str(path), f"cannot be decoded as an image ({err})",
+                          "remove or replace that file") from None
     return array.view(size, size, channels).permute(2, 0, 1).contiguous()
 
 
