@@ -54,39 +54,18 @@ def run(cfg: DictConfig) -> dict:
     started = time.time()
 
     import lightning as L
-    import torch
 
     _quiet_lightning_console()
 
-    from trainlab import models  # noqa: F401  (class paths below point into it)
+    from trainlab.build import build_parts
     from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
     from trainlab import guards
-    from trainlab.data import ImageDataModule
-    from trainlab.module import TrainModule
-    from trainlab.optim import check_init_args, locate
     from trainlab.pruning import OptunaPruning
 
     _preflight(resolved)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
-    datamodule.setup("fit")
-    if cfg.task == "classification" and cfg.top_k >= datamodule.num_outputs:
-        raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",
-                          "top_k=0 (off) or a smaller k")
-
-    model_cls = locate("model.class_path", cfg.model.class_path)
-    check_init_args("model", model_cls, resolved["model"]["init_args"], ("in_channels", "input_size", "num_outputs"))
-    net = model_cls(in_channels=datamodule.in_channels, input_size=datamodule.input_size,
-                    num_outputs=datamodule.num_outputs, **resolved["model"]["init_args"])
-    trainer_args = dict(resolved["trainer"])
-    channels_last = trainer_args.pop("channels_last")
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if trainer_args.pop("compile"):
-        net.compile()  # in place: state_dict keys (and checkpoints) stay those of the plain network
-    module = TrainModule(net, cfg.task, datamodule.num_outputs, resolved["optimizer"], resolved["scheduler"],
-                         top_k=cfg.top_k if cfg.task == "classification" else 0,
-                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
+    parts = build_parts(cfg, resolved)  # datamodule (set up), network, TrainModule: shared with inference.py
+    datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
 
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
     callbacks += guards.build(cfg.seed, run_dir)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from trainlab.config import TORCHVISION_FOLDERS, ConfigError
+from trainlab.data import bad_inputs
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -68,9 +69,13 @@ class Source:
 def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
-        array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+            array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except OSError as err:  # damage past the headers that bad_inputs.screen_images checks (e.g. a cut JPEG)
+        raise ConfigError("dataset.root", str(path), f"cannot be decoded as an image ({err})",
+                          "remove or replace that file") from None
     return array.view(size, size, channels).permute(2, 0, 1).contiguous()
 
 
@@ -176,6 +181,7 @@ def _image_csv(ds, task) -> Source:
     root = Path(str(ds.root))
     with open(str(ds.csv_file), newline="") as f:
         rows = list(csv.DictReader(f))
+    bad_inputs.check_csv_rows(ds, rows, task)
     paths = [root / row[ds.path_column] for row in rows]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -191,6 +197,8 @@ def _image_csv(ds, task) -> Source:
 
 
 def _file_source(ds, paths, targets, classes) -> Source:
+    paths, targets = bad_inputs.screen_images(ds, paths, targets)
+    bad_inputs.warn_small_classes(classes, targets)
     files = FileImages(paths, targets, ds.image_size, ds.channels)
     decoded_mb = len(paths) * ds.channels * ds.image_size ** 2 / 2 ** 20
     if ds.in_memory is False or (ds.in_memory == "auto" and decoded_mb > ds.memory_limit_mb):
