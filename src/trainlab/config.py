@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 TASKS = ("classification", "regression")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder", "image_csv")
 FILE_DATASETS = ("image_folder", "image_csv")
+BAD_IMAGES = ("skip", "error")  # dataset.bad_images: what an unreadable image file does
 LOGGERS = ("tensorboard", "csv")
 # Where each torchvision data set's files must be when there is no internet.
 TORCHVISION_FOLDERS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
@@ -154,6 +155,9 @@ def _check_data(cfg) -> None:
         raise ConfigError("dataset.num_workers", ds.num_workers, "must be an integer >= 0", "dataset.num_workers=0")
     _check_choice("dataset.channels", ds.channels, (1, 3))
     _check_choice("dataset.in_memory", ds.in_memory, (True, False, "auto"))
+    if ds.name in FILE_DATASETS and ds.bad_images not in BAD_IMAGES:
+        raise ConfigError("dataset.bad_images", ds.bad_images, f"must be one of {', '.join(BAD_IMAGES)}",
+                          "dataset.bad_images=skip (leave unreadable files out, with a warning) or =error")
     if ds.in_memory is not True and ds.name not in FILE_DATASETS:
         raise ConfigError("dataset.in_memory", ds.in_memory, f"dataset {ds.name} is an array file, always held in memory",
                           "dataset.in_memory=true (use augmentation.per_sample=true for a per-sample pipeline)")

@@ -45,10 +45,11 @@ def check_launch(cfg) -> None:
     # The module reduces its epoch sums across ranks itself (EpochStats): Lightning's advice is moot.
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True")
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+
+    from trainlab.sweep_job import in_multirun
 
     setting = f"devices={cfg.trainer.devices} num_nodes={cfg.trainer.num_nodes} ({count} processes)"
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_multirun():
         raise ConfigError("trainer", setting, "runs several processes per job, which a multirun (-m) cannot "
                           "host: the extra processes would re-launch the sweep into duplicate folders",
                           "sweep with one device per job (trainer=cpu or trainer=gpu; hydra/launcher=slurm "

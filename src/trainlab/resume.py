@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.config import ConfigError
+from trainlab.sweep_job import in_multirun
 
 log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
@@ -47,7 +48,7 @@ def prepare(cfg: DictConfig) -> Start:
         return Start(cfg, finished=metrics)
     stored = run_dir / "config.yaml"
     if not stored.is_file():
-        if _multirun():  # a job of the sweep that had not started yet
+        if in_multirun():  # a job of the sweep that had not started yet
             return Start(cfg)
         raise ConfigError("resume", cfg.resume, "is not a trainlab run folder (no config.yaml in it)",
                           "give the folder of the run to continue, e.g. resume=outputs/2026-01-31/12-00-00")
@@ -68,13 +69,6 @@ def _read_metrics(run_dir: Path) -> dict:
         return json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _stored_config(cfg: DictConfig, stored: Path) -> DictConfig:
@@ -101,15 +95,14 @@ def _overrides() -> list[tuple[str, str]]:
 
     if not HydraConfig.initialized():
         return []
-    pairs = [o.split("=", 1) for o in HydraConfig.get().overrides.task if "=" in o]
-    return [(k, v) for k, v in pairs]
+    return [tuple(o.split("=", 1)) for o in HydraConfig.get().overrides.task if "=" in o]
 
 
 def command(run_dir: Path) -> str:
     """The exact command that continues this run (or, in a sweep, the whole sweep)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if _multirun():
+    if in_multirun():
         hc = HydraConfig.get()
         overrides = [o for o in hc.overrides.task if not o.startswith("resume=")]
         return f"python train.py -m {' '.join(overrides)} resume={hc.sweep.dir}"

@@ -148,7 +148,8 @@ def _trial_overrides(trial, storage: str, pruner: dict, sweep_dir: Path) -> list
 
 
 def _outcome(ret):
-    """(TrialState, value) of one job: pruned per its metrics.json, failed when it raised or has no score."""
+    """(TrialState, value) of one job: pruned per its metrics.json; failed when it raised, when train.main
+    recorded a failure (status failed or diverged, NaN returned) or when it has no score."""
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
@@ -158,7 +159,7 @@ def _outcome(ret):
     status = json.loads(metrics.read_text()).get("status") if metrics.exists() else None
     if status == "pruned":
         return TrialState.PRUNED, None
-    if ret.return_value is None:
+    if status in ("failed", "diverged") or ret.return_value is None:
         return TrialState.FAIL, None
     return TrialState.COMPLETE, float(ret.return_value)
 

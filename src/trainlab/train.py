@@ -81,8 +81,9 @@ def run(cfg: DictConfig) -> dict:
         metrics = _summary(cfg, checkpoint, history.rows, {}, trainer, run_dir, time.time() - started,
                            history.first_step_seconds)
         metrics.update(status=stop.status, error=stop.message)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
+        if trainer.is_global_zero:  # as for a finished run: one writer under DDP
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
         raise
 
     test = {}

@@ -12,15 +12,11 @@ import torch
 from trainlab.config import ConfigError
 
 log = logging.getLogger("trainlab")
-BAD_IMAGES = ("skip", "error")
 MIN_PER_CLASS = 3  # one image each for train, validation and test
 
 
 def screen_images(ds, paths: list[Path], targets: torch.Tensor) -> tuple[list[Path], torch.Tensor]:
     """The readable files and their targets; unreadable ones skipped (warned, counted) or an error."""
-    if ds.bad_images not in BAD_IMAGES:
-        raise ConfigError("dataset.bad_images", ds.bad_images, f"must be one of {', '.join(BAD_IMAGES)}",
-                          "dataset.bad_images=skip (leave unreadable files out, with a warning) or =error")
     bad = [i for i, path in enumerate(paths) if not _readable(path)]
     if bad and ds.bad_images == "error":
         raise ConfigError("dataset.bad_images", "error", f"{len(bad)} of {len(paths)} image files cannot be "
