@@ -179,7 +179,12 @@ class SweepReport(Callback):
             return
         rows = write_report(folder)
         log.info("Sweep report: %s (summary.md, summary.csv, loss/monitor/lr charts)", folder / "summary.md")
-        failed = [r for r in rows if r["status"] not in FINISHED]
+        # A job folder without metrics.json belongs to a process still running it (several workers of one
+        # Optuna study share the sweep folder): listed, but this invocation's jobs all ended.
+        pending = [r["job"] for r in rows if r["status"] == "missing"]
+        if pending:
+            log.warning("jobs %s have no results yet (running in another process?)", ", ".join(pending))
+        failed = [r for r in rows if r["status"] not in FINISHED + ("missing",)]
         if failed:
             log.error("%d of %d jobs did not finish: %s", len(failed), len(rows),
                       "; ".join(f"job {r['job']} ({r['overrides']}): {r['status']} {r['error']}" for r in failed))
