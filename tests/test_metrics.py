@@ -18,7 +18,7 @@ def test_classification_sums_match_sklearn():
     assert abs(m["acc"].item() - (logits.argmax(1) == y).float().mean().item()) < 1e-6
     assert abs(m["top2"].item() - top_k_accuracy_score(y, logits, k=2, labels=range(5))) < 1e-6
     assert abs(m["loss"].item() - torch.nn.functional.cross_entropy(logits, y).item()) < 1e-5
-    assert stats.sums is None and stats.count == 0  # reset for the next epoch
+    assert stats.loss_sum is None and stats.count == 0  # reset for the next epoch
 
 
 def test_regression_sums_match_sklearn():

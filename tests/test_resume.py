@@ -106,6 +106,23 @@ def test_huge_learning_rate_stops_with_status_diverged(tmp_path):
         assert all(torch.isfinite(t).all() for t in checkpoint_io.load(ckpt)["state_dict"].values())
 
 
+def test_divergence_is_caught_before_a_mid_epoch_checkpoint_and_names_the_first_bad_step(tmp_path):
+    """The guard reads losses in batches (no per-step sync); a checkpoint due every step still never
+    holds broken weights: the check runs before each one is written."""
+    run_dir = tmp_path / "nan-mid"
+    # lr 0.01 in epoch 0, 1e12 in epoch 1: the loss turns NaN a few batches into epoch 1.
+    result = run_cli("train.py", *RUN, "trainer.limit_train_batches=5", "trainer.log_every_n_steps=50",
+                     "callbacks.checkpoint.every_n_train_steps=1", "optimizer=sgd", "optimizer.lr=0.01",
+                     "scheduler=exponential", "scheduler.init_args.gamma=1e14", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 3, result.stderr[-3000:]
+    error = metrics(run_dir)["error"]
+    step = int(error.split("at step ")[1].split()[0])
+    assert "(epoch 1, batch" in error and "learning rate 1e+12" in error
+    last = checkpoint_io.load(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == step - 1  # every step before the bad one was saved, the bad one was not
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
 def test_truncated_or_foreign_checkpoint_gets_a_clear_error(uninterrupted, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)

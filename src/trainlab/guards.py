@@ -2,7 +2,6 @@
 a non-finite-loss guard, and a graceful stop on SIGTERM / Ctrl-C that saves last.ckpt first."""
 from __future__ import annotations
 
-import math
 import signal
 from pathlib import Path
 
@@ -34,18 +33,50 @@ class EpochSeeding(L.Callback):
 
 
 class DivergenceGuard(L.Callback):
-    """Stops at the first non-finite training loss, before any checkpoint holds the broken weights
-    (checkpoint callbacks run after this one)."""
+    """Stops at the first non-finite training loss, before any checkpoint holds the broken weights.
+
+    Reading the loss every step would make the host wait for the device each step (a sync). Instead
+    the losses stay on the device and are checked together, with one read: every log_every_n_steps
+    steps (when Lightning reads the loss for the progress bar anyway), before validation and epoch
+    end, and before any checkpoint is written (on_save_checkpoint runs before the file is). The
+    message still names the first bad step."""
+
+    def __init__(self):
+        self._pending: list[tuple[torch.Tensor, int, int, int, float]] = []  # loss, step, epoch, batch, lr
+        self._lr = float("nan")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # Read here: by on_train_batch_end of an epoch's last batch, Lightning has stepped epoch schedulers.
+        self._lr = pl_module.current_lr() if trainer.optimizers else float("nan")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None or math.isfinite(float(loss)):
+        if loss is None:
             return
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-        raise RunStopped("diverged", f"training loss is {float(loss)} at step {trainer.global_step} "
-                         f"(epoch {trainer.current_epoch}, batch {batch_idx}) with learning rate {lr:.3g}. "
-                         "Hint: lower optimizer.lr, or clip gradients (trainer.gradient_clip_val=1.0); "
-                         "the last good checkpoint is kept", exit_code=3)
+        self._pending.append((loss.detach(), trainer.global_step, trainer.current_epoch, batch_idx, self._lr))
+        if len(self._pending) >= trainer.log_every_n_steps:
+            self.check()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.check()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.check()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.check()
+
+    def check(self) -> None:
+        if not self._pending:
+            return
+        losses = torch.stack([p[0] for p in self._pending])
+        bad = (~torch.isfinite(losses)).nonzero()  # the one host read
+        pending, self._pending = self._pending, []
+        if len(bad):
+            loss, step, epoch, batch_idx, lr = pending[int(bad[0])]
+            raise RunStopped("diverged", f"training loss is {float(loss)} at step {step} (epoch {epoch}, batch "
+                             f"{batch_idx}) with learning rate {lr:.3g}. Hint: lower optimizer.lr, or clip gradients "
+                             "(trainer.gradient_clip_val=1.0); the last good checkpoint is kept", exit_code=3)
 
 
 class GracefulStop(L.Callback):
