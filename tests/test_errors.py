@@ -21,6 +21,7 @@ CASES = [
     (["+optimizer.init_args.momentum=0.9"], "optimizer.init_args.momentum", "not an argument of Adam"),
     (["task=regression"], "task", "dataset=image_csv"),
     (["model=torchvision", "model.init_args.name=resnet9000"], "model.init_args.name", "list_models"),
+    (["callbacks.progress_bar.min_seconds=-1"], "callbacks.progress_bar.min_seconds", "min_seconds=0.5"),
 ]
 
 

@@ -123,6 +123,18 @@ def test_divergence_is_caught_before_a_mid_epoch_checkpoint_and_names_the_first_
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
 
 
+def test_run_from_before_a_config_key_existed_resumes(uninterrupted, tmp_path):
+    run_dir = tmp_path / "older"
+    shutil.copytree(uninterrupted, run_dir)
+    (run_dir / "metrics.json").unlink()  # unfinished, so resume reads config.yaml and last.ckpt
+    config = run_dir / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if "min_seconds" not in line))
+    result = run_cli("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert metrics(run_dir)["status"] == "ok"
+
+
 def test_truncated_or_foreign_checkpoint_gets_a_clear_error(uninterrupted, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)

@@ -25,6 +25,22 @@ def test_same_command_gives_same_metrics(cfg_factory, tmp_path):
     assert first["test"] == second["test"] and first["val"] == second["val"]
 
 
+def test_progress_bar_redraws_at_most_once_per_min_seconds(cfg_factory, capfd):
+    """refresh_rate=1 on a fast epoch redraws every batch; min_seconds caps it, and the last batch is still drawn."""
+    def redraws(min_seconds: float, name: str) -> tuple[int, str]:
+        run(cfg_factory("trainer.limit_train_batches=15", "callbacks.progress_bar.enabled=true",
+                        "callbacks.progress_bar.refresh_rate=1", f"callbacks.progress_bar.min_seconds={min_seconds}",
+                        name=name))
+        out = capfd.readouterr()
+        err = out.out + out.err
+        return err.count("Epoch 0:"), err
+
+    every, _ = redraws(0, "every")
+    capped, err = redraws(1000, "capped")
+    assert every >= 15 and capped <= 8, (every, capped)
+    assert "15/15" in err and "7/15" not in err  # only the epoch's last batch, whatever the cap
+
+
 def test_run_folder_holds_config_metrics_and_tensorboard(cfg_factory, tmp_path):
     run(cfg_factory("trainer.max_epochs=2", "logger.histograms=true", "trainer.limit_train_batches=3",
                     "trainer.log_every_n_steps=1"))

@@ -1,6 +1,7 @@
 """Lightning callbacks built from conf/callbacks and conf/logger, plus trainlab's own small ones."""
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -94,6 +95,26 @@ class WeightHistograms(L.Callback):
                 writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
 
 
+class ProgressBar(lc.TQDMProgressBar):
+    """Lightning's bar, redrawn every `refresh_rate` batches but at most once per `min_seconds`, and always
+    at an epoch's last batch. A fast epoch (1000 batches/s) otherwise redraws 100 times a second, and each
+    redraw is a line in a log file when stderr is not a terminal (SLURM, CI)."""
+
+    def __init__(self, refresh_rate: int, min_seconds: float):
+        super().__init__(refresh_rate=refresh_rate)
+        self.min_seconds = min_seconds
+        self._drawn_at = -math.inf
+
+    def _should_update(self, current: int, total: int) -> bool:  # Lightning's test, used by every bar
+        if not super()._should_update(current, total):
+            return False
+        now = time.monotonic()
+        if current != total and now - self._drawn_at < self.min_seconds:
+            return False
+        self._drawn_at = now
+        return True
+
+
 def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], lc.ModelCheckpoint, EpochHistory]:
     cb = cfg.callbacks
     checkpoint = lc.ModelCheckpoint(
@@ -106,7 +127,7 @@ def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], lc.ModelCheck
         callbacks.append(lc.EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode,
                                           patience=cb.early_stopping.patience, min_delta=cb.early_stopping.min_delta))
     if cb.progress_bar.enabled:
-        callbacks.append(lc.TQDMProgressBar(refresh_rate=cb.progress_bar.refresh_rate))
+        callbacks.append(ProgressBar(cb.progress_bar.refresh_rate, cb.progress_bar.min_seconds))
     if cfg.logger.image_grid:
         callbacks.append(ImageGrid())
     if cfg.logger.histograms:

@@ -104,6 +104,9 @@ def validate(cfg: DictConfig) -> None:
             if cfg.logger[key]:
                 raise ConfigError(f"logger.{key}", True, f"needs TensorBoard, not logger={cfg.logger.kind}",
                                   f"use logger=tensorboard, or logger.{key}=false")
+    bar = cfg.callbacks.progress_bar
+    _check_positive("callbacks.progress_bar.min_seconds", bar.min_seconds, inclusive=True,
+                    fix="seconds between redraws, e.g. callbacks.progress_bar.min_seconds=0.5 (0: no limit)")
     if cfg.trainer.max_epochs is not None and cfg.trainer.max_epochs < 1 and cfg.trainer.max_steps in (None, -1):
         raise ConfigError("trainer.max_epochs", cfg.trainer.max_epochs, "must be >= 1 when max_steps is -1",
                           "trainer.max_epochs=15, or set trainer.max_steps")

@@ -14,6 +14,8 @@ from trainlab.sweep_job import in_multirun
 
 log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
+# Config keys added after runs already existed: filled in from the current config when such a run resumes.
+LATER_KEYS = ("callbacks.progress_bar.min_seconds",)
 
 
 class RunStopped(Exception):
@@ -87,6 +89,9 @@ def _stored_config(cfg: DictConfig, stored: Path) -> DictConfig:
     with open_dict(old):
         old.paths = cfg.paths
         old.resume = cfg.resume
+        for key in LATER_KEYS:  # a run from before the key existed continues with today's default
+            if OmegaConf.select(old, key, default=None) is None:
+                OmegaConf.update(old, key, OmegaConf.select(cfg, key), force_add=True)
     return old
 
 
