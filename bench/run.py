@@ -59,7 +59,8 @@ def len_train(data_dir: Path) -> float:
 
 
 def floor_data(data_dir: Path, model: str):
-    """What both reference loops start from: the training images as a uint8 tensor, targets, and a fresh network."""
+    """What both reference loops start from: the training images as a uint8 tensor, their mean and std
+    (in [0, 1] units, for per-batch normalisation), targets, and a fresh network."""
     import torch
     import torchvision
 
@@ -70,17 +71,17 @@ def floor_data(data_dir: Path, model: str):
     data = torchvision.datasets.MNIST(str(data_dir), train=True, download=False)
     n = int(len_train(data_dir))
     images, targets = data.data[:n].unsqueeze(1).to(device), data.targets[:n].to(device)
+    mean, std = images.float().mean() / 255, images.float().std() / 255
     net = (SeedCNN(1, 28, 10) if model == "cnn" else MLP(1, 28, 10, hidden=[64, 128, 64])).to(device)
-    return device, images, targets, net
+    return device, images, (mean, std), targets, net
 
 
 def hand_epoch(data_dir: Path, model: str, batch_size: int, epochs: int) -> tuple[float, int]:
     """The floor: a minimal PyTorch loop over uint8 tensors in memory, normalised per batch."""
     import torch
 
-    device, images, targets, net = floor_data(data_dir, model)
+    device, images, (mean, std), targets, net = floor_data(data_dir, model)
     n = len(targets)
-    mean, std = images.float().mean() / 255, images.float().std() / 255
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     for _ in range(epochs):
         start = time.perf_counter()
@@ -104,9 +105,8 @@ def lightning_epoch(data_dir: Path, model: str, batch_size: int, epochs: int) ->
     import lightning as L
     import torch
 
-    device, images, targets, net = floor_data(data_dir, model)
+    device, images, (mean, std), targets, net = floor_data(data_dir, model)
     n = len(targets)
-    mean, std = images.float().mean() / 255, images.float().std() / 255
 
     class Bare(L.LightningModule):
         def __init__(self):

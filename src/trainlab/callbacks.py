@@ -145,7 +145,7 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._flushed_at = -FLUSH_SECONDS
+        self._flushed_at = -math.inf
 
     def save(self) -> None:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:

@@ -36,10 +36,9 @@ class DivergenceGuard(L.Callback):
     """Stops at the first non-finite training loss, before any checkpoint holds the broken weights.
 
     Reading the loss every step would make the host wait for the device each step (a sync). Instead
-    the losses stay on the device and are checked together, with one read: every log_every_n_steps
-    steps (when Lightning reads the loss for the progress bar anyway), before validation and epoch
-    end, and before any checkpoint is written (on_save_checkpoint runs before the file is). The
-    message still names the first bad step."""
+    the losses stay on the device and are checked together, with one read: after every
+    log_every_n_steps steps, before validation and epoch end, and before any checkpoint is written
+    (on_save_checkpoint runs before the file is). The message still names the first bad step."""
 
     def __init__(self):
         self._pending: list[tuple[torch.Tensor, int, int, int, float]] = []  # loss, step, epoch, batch, lr

@@ -24,7 +24,7 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(self, dataset, augmentation, task: str, seed: int):
         super().__init__()
         self.cfg, self.aug_cfg, self.task, self.seed = dataset, augmentation, task, seed
-        self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~20 us
+        self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~9 us
         self.train_set = self.val_set = self.test_set = None
         self.classes: list[str] | None = None
         self.augment: BatchAugment | None = None
