@@ -30,6 +30,14 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache_dir(tmp_path_factory):
+    """paths.cache_dir of every test (and its subprocesses) in a temporary folder, not the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRAINLAB_CACHE_DIR", str(tmp_path_factory.mktemp("image_cache")))
+        yield
+
+
 def make_cfg(overrides: list[str], run_dir: Path):
     """Compose conf/train.yaml as `python train.py <overrides>` would, writing into run_dir."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

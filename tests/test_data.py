@@ -1,21 +1,27 @@
 """Data sources on files in their real formats, written by the tests (no downloads)."""
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import write_cifar10_like, write_mnist_like
+from conftest import CONF, write_cifar10_like, write_mnist_like, write_png
+from hydra import compose, initialize_config_dir
 
 from trainlab.config import ConfigError
 from trainlab.data import ImageDataModule
 from trainlab.data.datamodule import _split
 from trainlab.data.sources import TensorImages
 from trainlab.data.augment import BatchAugment, center_crop, channel_stats, random_crop_flip
+from trainlab.inference import evaluate
+from trainlab.train import run
 
 
 def datamodule(cfg) -> ImageDataModule:
-    dm = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
+    dm = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed, cfg.paths.cache_dir)
     dm.setup("fit")
     return dm
 
@@ -58,6 +64,66 @@ def test_image_folder_streams_from_files_when_not_in_memory(cfg_factory, image_f
                                 "dataset.num_workers=0"))
     images, targets = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape[1:] == (3, 64, 64) and targets.dtype == torch.int64
+
+
+def _listing(root) -> list[tuple[str, int]]:
+    """Every path under root with its mtime: a file created (or created and removed) inside shows."""
+    return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in [root, *root.rglob("*")])
+
+
+def test_image_cache_stays_out_of_the_data_folder(cfg_factory, image_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    before = _listing(image_folder)
+    folder = ["dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16",
+              "dataset.num_workers=0", "augmentation=none", f"paths.cache_dir={cache_dir}"]
+    first = run(cfg_factory(*folder, name="first"))
+    (cache,) = cache_dir.iterdir()
+    stamp = cache.stat().st_mtime_ns
+    assert run(cfg_factory(*folder, name="second"))["status"] == "ok"
+    assert list(cache_dir.iterdir()) == [cache] and cache.stat().st_mtime_ns == stamp  # read, not decoded again
+    assert _listing(image_folder) == before
+    # The first run's checkpoint still fits the data: the same three classes on every run.
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        again = evaluate(compose("evaluate", overrides=[f"ckpt={first['best_checkpoint']}"]))
+    assert again["test"] == first["test"]
+
+
+def test_hidden_folders_are_not_classes(cfg_factory, image_folder):
+    old_cache = image_folder / ".trainlab_cache"  # left by trainlab before paths.cache_dir
+    old_cache.mkdir()
+    write_png(old_cache / "stray.png", 100)
+    dm = datamodule(cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16"))
+    assert dm.classes == ["class_0", "class_1", "class_2"]
+
+
+def test_cache_clean_up_removes_only_this_sources_old_files(cfg_factory, image_folder, tmp_path):
+    cache_dir = tmp_path / "cache"
+    other_root = tmp_path / "copy"  # the same images under another root: another source
+    shutil.copytree(image_folder, other_root)
+    load = lambda root: datamodule(cfg_factory("dataset=image_folder", f"dataset.root={root}",  # noqa: E731
+                                               "dataset.image_size=16", f"paths.cache_dir={cache_dir}"))
+    load(other_root)
+    (other,) = cache_dir.iterdir()
+    load(image_folder)
+    (mine,) = set(cache_dir.iterdir()) - {other}
+    assert mine.name[:-len("0123456789abcdef.pt")] != other.name[:-len("0123456789abcdef.pt")]
+    look_alike = cache_dir / mine.name.replace(".pt", "-backup.pt")  # same prefix, not a cache name
+    look_alike.write_bytes(b"someone else's")
+    changed = image_folder / "class_0" / "0.png"
+    os.utime(changed, ns=(changed.stat().st_mtime_ns + 10**9,) * 2)
+    load(image_folder)
+    assert not mine.exists() and other.exists() and look_alike.read_bytes() == b"someone else's"
+    assert len(list(cache_dir.glob("*.pt"))) == 3 and not list(cache_dir.glob(".*"))  # no temporary file left
+
+
+def test_unusable_cache_folder_runs_without_the_cache(cfg_factory, image_folder, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    before = _listing(image_folder)
+    dm = datamodule(cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16",
+                                f"paths.cache_dir={tmp_path / 'a_file' / 'cache'}"))
+    assert dm.classes == ["class_0", "class_1", "class_2"]
+    assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 24
+    assert _listing(image_folder) == before
 
 
 def test_image_csv_regression_targets_are_floats(cfg_factory, image_csv):

@@ -13,15 +13,16 @@ from trainlab.train import run
 
 
 def load(cfg) -> ImageDataModule:
-    dm = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
+    dm = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed, cfg.paths.cache_dir)
     dm.setup("fit")
     return dm
 
 
-def test_disk_cache_is_reused_and_rebuilt_when_the_source_changes(cfg_factory, image_folder):
-    cfg = cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16")
+def test_disk_cache_is_reused_and_rebuilt_when_the_source_changes(cfg_factory, image_folder, tmp_path):
+    cfg = cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16",
+                      f"paths.cache_dir={tmp_path / 'cache'}")
     first = load(cfg)
-    caches = list((image_folder / ".trainlab_cache").glob("*.pt"))
+    caches = list((tmp_path / "cache").glob("*.pt"))
     assert len(caches) == 1
     stamp = caches[0].stat().st_mtime_ns
     second = load(cfg)
@@ -32,7 +33,7 @@ def test_disk_cache_is_reused_and_rebuilt_when_the_source_changes(cfg_factory, i
     write_png(changed, 255, seed=99)
     os.utime(changed, ns=(stamp + 10**9, stamp + 10**9))
     third = load(cfg)
-    caches_after = list((image_folder / ".trainlab_cache").glob("*.pt"))
+    caches_after = list((tmp_path / "cache").glob("*.pt"))
     assert len(caches_after) == 1 and caches_after[0] != caches[0]  # replaced, not accumulated
     everything = lambda dm: torch.cat([dm.train_set.images, dm.val_set.images, dm.test_set.images])  # noqa: E731
     assert everything(third).float().mean() > everything(first).float().mean()  # the brighter image is in

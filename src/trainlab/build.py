@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omegaconf import OmegaConf
+
 from trainlab.config import ConfigError
 
 
@@ -25,7 +27,9 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
 
-    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
+    # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
+    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
+                                 OmegaConf.select(cfg, "paths.cache_dir", default=None))
     datamodule.setup("fit")
     if cfg.task == "classification" and cfg.top_k >= datamodule.num_outputs:
         raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import config, distributed, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
-from trainlab.sweep_job import in_multirun, record_failure
+from trainlab.sweep_job import assigned_device, in_multirun, record_failure
 
 log = logging.getLogger("trainlab")
 
@@ -150,6 +150,7 @@ def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float
         "first_step_seconds": first_step,
         "run_dir": str(run_dir),
         "run_name": cfg.run_name,
+        **assigned_device(),  # the CUDA device the parallel launcher gave this sweep job
         "history": rows,
     }
 

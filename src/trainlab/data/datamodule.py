@@ -21,9 +21,10 @@ STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from f
 
 
 class ImageDataModule(L.LightningDataModule):
-    def __init__(self, dataset, augmentation, task: str, seed: int):
+    def __init__(self, dataset, augmentation, task: str, seed: int, cache_dir: str | None = None):
         super().__init__()
         self.cfg, self.aug_cfg, self.task, self.seed = dataset, augmentation, task, seed
+        self.cache_dir = cache_dir  # paths.cache_dir: decoded image files are cached there (None: not cached)
         self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~9 us
         self.train_set = self.val_set = self.test_set = None
         self.classes: list[str] | None = None
@@ -45,7 +46,7 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        source = sources.load(self.cfg, self.task)
+        source = sources.load(self.cfg, self.task, self.cache_dir)
         self.classes = source.classes
         split = torch.Generator().manual_seed(self.seed)
         data = source.train

@@ -7,6 +7,7 @@ augmentation run later on whole batches (see augment.py).
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from torch.utils.data import Dataset
 
 from trainlab.config import TORCHVISION_FOLDERS, ConfigError
 from trainlab.data import bad_inputs
+
+log = logging.getLogger("trainlab")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -94,9 +97,16 @@ def resize_uint8(images: torch.Tensor, size: int, channels: int) -> torch.Tensor
     return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
 
 
-def load(ds, task: str) -> Source:
-    """Build the Source named by dataset.name."""
-    return _LOADERS[ds.name](ds, task)
+def load(ds, task: str, cache_dir: str | None = None) -> Source:
+    """Build the Source named by dataset.name. Image files that fit dataset.memory_limit_mb are decoded into
+    memory once, through a cache file in cache_dir (paths.cache_dir; None: no cache)."""
+    source = _LOADERS[ds.name](ds, task)
+    files = source.train
+    if isinstance(files, FileImages):
+        decoded_mb = len(files) * ds.channels * ds.image_size ** 2 / 2 ** 20
+        if not (ds.in_memory is False or (ds.in_memory == "auto" and decoded_mb > ds.memory_limit_mb)):
+            source.train = TensorImages(_cached_decode(ds, files, cache_dir), files.targets)
+    return source
 
 
 def _digits(ds, task) -> Source:
@@ -165,7 +175,8 @@ def _fetch(ds, make, name: str):
 
 def _image_folder(ds, task) -> Source:
     root = Path(str(ds.root))
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    # Hidden folders are not classes: .git, .ipynb_checkpoints, or the .trainlab_cache of earlier versions.
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     paths, targets = [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -199,46 +210,64 @@ def _image_csv(ds, task) -> Source:
 def _file_source(ds, paths, targets, classes) -> Source:
     paths, targets = bad_inputs.screen_images(ds, paths, targets)
     bad_inputs.warn_small_classes(classes, targets)
-    files = FileImages(paths, targets, ds.image_size, ds.channels)
-    decoded_mb = len(paths) * ds.channels * ds.image_size ** 2 / 2 ** 20
-    if ds.in_memory is False or (ds.in_memory == "auto" and decoded_mb > ds.memory_limit_mb):
-        return Source(files, None, classes)
-    return Source(TensorImages(_cached_decode(ds, files), targets), None, classes)
+    return Source(FileImages(paths, targets, ds.image_size, ds.channels), None, classes)
 
 
-def _cached_decode(ds, files: FileImages) -> torch.Tensor:
-    """Decoded images, from a cache file under <root>/.trainlab_cache when the source is unchanged.
+def _cached_decode(ds, files: FileImages, cache_dir: str | None) -> torch.Tensor:
+    """Decoded images, from a cache file in cache_dir when the source is unchanged.
 
-    The cache key covers every file's path, size and mtime plus image_size and channels, so any
-    change to the source (an edited, added or removed image) decodes again and replaces the cache.
+    The file name is <data set>-<size>-<channels>-<source id>-<content key>.pt: the source id hashes the absolute
+    root (and CSV file), the content key every image's path, size and mtime, so any change to the source (an
+    edited, added or removed image) decodes again and replaces that source's cache, and no other. Nothing is
+    written under dataset.root: a folder there would become a class on the next run.
     """
     import hashlib
+    import re
 
-    root = Path(str(ds.root))
     digest = hashlib.sha256()
     for path in files.paths:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    stem = Path(str(ds.csv_file)).stem if ds.csv_file else "folder"
-    prefix = f"{ds.name}-{stem}-{ds.image_size}px-{ds.channels}ch-"
-    cache = root / ".trainlab_cache" / f"{prefix}{digest.hexdigest()[:16]}.pt"
-    if cache.is_file():
+    csv_file = Path(str(ds.csv_file)).resolve() if ds.csv_file else None
+    source_id = hashlib.sha256(f"{Path(str(ds.root)).resolve()}\0{csv_file or ''}".encode()).hexdigest()[:16]
+    prefix = f"{ds.name}-{csv_file.stem if csv_file else 'folder'}-{ds.image_size}px-{ds.channels}ch-{source_id}-"
+    folder = Path(cache_dir).expanduser() if cache_dir else None
+    cache = folder / f"{prefix}{digest.hexdigest()[:16]}.pt" if folder else None
+    if cache is not None and cache.is_file():
         try:
             return torch.load(cache, weights_only=True)["images"]
         except Exception:  # a damaged cache is only a cache: decode again
             pass
     images = files.to_memory().images
-    try:
-        cache.parent.mkdir(exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"images": images}, tmp)
-        tmp.replace(cache)  # atomic: a reader never sees half a file
-        for stale in cache.parent.glob(f"{prefix}*.pt"):
-            if stale != cache:
-                stale.unlink()
-    except OSError:  # read-only data folder: run without the cache
-        pass
+    if cache is not None:
+        try:
+            _write_atomic(cache, {"images": images})
+        except OSError as err:  # read-only or unusable cache folder: run without the cache
+            log.info("image cache not written (%s): %s", cache, err)
+            return images
+        own = re.compile(re.escape(prefix) + r"[0-9a-f]{16}\.pt")
+        for stale in folder.iterdir():  # this source's earlier versions only
+            if stale != cache and own.fullmatch(stale.name):
+                stale.unlink(missing_ok=True)
     return images
+
+
+def _write_atomic(target: Path, obj) -> None:
+    """torch.save through a temporary file of this process's own beside the target, then os.replace."""
+    import os
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)  # atomic: a reader never sees half a file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _LOADERS = {"digits": _digits, "mnist": _torchvision, "fashion_mnist": _torchvision, "cifar10": _cifar10,
