@@ -24,6 +24,7 @@ from trainlab.config import ConfigError
 
 PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"
 FILE_DATASETS = ("image_folder", "image_csv")
+FLOAT32_MAX = 3.4e38
 TORCHVISION_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
@@ -151,8 +152,8 @@ KEYS: tuple[Key, ...] = (
     Key("model.init_args", MAPPING, "model.init_args={}", "the network's own arguments (checked against its signature)"),
     # optimizer
     Key("optimizer.class_path", TEXT, "optimizer.class_path=torch.optim.Adam", "the torch.optim optimizer class"),
-    Key("optimizer.lr", number(0, 1e3, open_lo=True), "optimizer.lr=0.001",
-        "learning rate (above 1e3 is taken for a typo such as 1e3 for 1e-3)"),
+    Key("optimizer.lr", number(0, FLOAT32_MAX, open_lo=True), "optimizer.lr=0.001",
+        "learning rate (beyond float32's range it overflows the weights at the first step)"),
     Key("optimizer.weight_decay", number(0), "optimizer.weight_decay=0",
         "weight decay (0: off); only on weights of conv/linear layers by default"),
     Key("optimizer.init_args", MAPPING, "optimizer.init_args={}", "the optimizer class's own arguments"),
