@@ -1,20 +1,17 @@
-"""Checks of config values before any heavy work, with messages that name key, value and fix.
-
-Only omegaconf is imported here: these checks run before torch loads.
+"""Checks of a config before any heavy work, with messages that name key, value and fix: the per-key
+contract is declared in schema.py; here are the checks across keys, the data files named, and the group
+options chosen. Only omegaconf is imported here: these checks run before torch loads.
 """
 from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-TASKS = ("classification", "regression")
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder", "image_csv")
 FILE_DATASETS = ("image_folder", "image_csv")
-BAD_IMAGES = ("skip", "error")  # dataset.bad_images: what an unreadable image file does
-LOGGERS = ("tensorboard", "csv")
 # Where each torchvision data set's files must be when there is no internet.
 TORCHVISION_FOLDERS = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py"}
 
@@ -23,8 +20,12 @@ class ConfigError(ValueError):
     """A bad config value: names the key, the value, what is wrong and how to fix it."""
 
     def __init__(self, key: str, value, problem: str, fix: str):
-        self.key, self.value, self.problem, self.fix = key, value, problem, fix
-        super().__init__(f"{key}={value!r}: {problem}. Fix: {fix}")
+        self.key, self.value, self.problem, self.fix = key, value, _one_line(problem), _one_line(fix)
+        super().__init__(_one_line(f"{key}={value!r}: {self.problem}. Fix: {self.fix}"))
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
 
 
 def _default_monitor(task: str) -> str:
@@ -83,98 +84,95 @@ def logged_metrics(task: str, top_k: int) -> list[str]:
     return [f"{stage}/{n}" for stage in ("train", "val") for n in names] + ["lr"]
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first bad value. Cheap: reads at most a CSV header and column."""
-    _check_choice("task", cfg.task, TASKS)
-    _check_choice("dataset.name", cfg.dataset.name, DATASETS)
-    _check_choice("logger.kind", cfg.logger.kind, LOGGERS)
-    _check_choice("monitor_mode", cfg.monitor_mode, ("min", "max"))
-    if not isinstance(cfg.top_k, int) or cfg.top_k < 0:
-        raise ConfigError("top_k", cfg.top_k, "must be an integer >= 0", "top_k=2, or top_k=0 to turn it off")
+def validate(cfg: DictConfig, choices: dict | None = None) -> None:
+    """Raise ConfigError for the first bad key or value: the schema's per-key contract (schema.py), then the
+    relations between keys and the data files named. Cheap: reads at most a CSV header and column.
+    `choices` (Hydra's runtime.choices), when given, are checked first."""
+    from trainlab import schema
+
+    if choices is not None:
+        check_choices(choices)
+    schema.check(cfg)
     metrics = logged_metrics(cfg.task, cfg.top_k)
     if cfg.monitor not in metrics:
         raise ConfigError("monitor", cfg.monitor, f"is not a metric the module logs for task={cfg.task}",
                           f"use one of {', '.join(m for m in metrics if m != 'lr')}")
-    _check_optimizer(cfg.optimizer)
-    _check_scheduler(cfg.scheduler, metrics)
-    _check_data(cfg)
-    _check_augmentation(cfg.augmentation, cfg.dataset.image_size)
-    if cfg.logger.kind != "tensorboard":
-        for key in ("histograms", "image_grid"):
-            if cfg.logger[key]:
-                raise ConfigError(f"logger.{key}", True, f"needs TensorBoard, not logger={cfg.logger.kind}",
-                                  f"use logger=tensorboard, or logger.{key}=false")
-    bar = cfg.callbacks.progress_bar
-    _check_positive("callbacks.progress_bar.min_seconds", bar.min_seconds, inclusive=True,
-                    fix="seconds between redraws, e.g. callbacks.progress_bar.min_seconds=0.5 (0: no limit)")
-    if cfg.trainer.max_epochs is not None and cfg.trainer.max_epochs < 1 and cfg.trainer.max_steps in (None, -1):
-        raise ConfigError("trainer.max_epochs", cfg.trainer.max_epochs, "must be >= 1 when max_steps is -1",
-                          "trainer.max_epochs=15, or set trainer.max_steps")
-
-
-def _check_choice(key, value, choices):
-    if value not in choices:
-        raise ConfigError(key, value, "is not a known option", f"use one of {', '.join(choices)}")
-
-
-def _check_positive(key, value, minimum=0.0, inclusive=False, fix=""):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        value >= minimum if inclusive else value > minimum)
-    if not ok:
-        rel = ">=" if inclusive else ">"
-        raise ConfigError(key, value, f"must be a number {rel} {minimum}", fix)
-
-
-def _check_optimizer(opt) -> None:
-    _check_positive("optimizer.lr", opt.lr, fix="a positive learning rate, e.g. optimizer.lr=0.001")
-    _check_positive("optimizer.weight_decay", opt.weight_decay, inclusive=True,
-                    fix="optimizer.weight_decay=0 (off) or a small positive value such as 0.0001")
-    if opt.class_path == "torch.optim.Rprop" and opt.weight_decay:
-        raise ConfigError("optimizer.weight_decay", opt.weight_decay, "torch's Rprop has no weight decay",
+    sched = cfg.scheduler
+    if sched.class_path == schema.PLATEAU and sched.monitor not in metrics:
+        raise ConfigError("scheduler.monitor", sched.monitor,
+                          "is not a metric the module logs, so the plateau scheduler would never step",
+                          f"use one of {', '.join(m for m in metrics if m != 'lr')}")
+    if cfg.optimizer.class_path == "torch.optim.Rprop" and cfg.optimizer.weight_decay:
+        raise ConfigError("optimizer.weight_decay", cfg.optimizer.weight_decay, "torch's Rprop has no weight decay",
                           "optimizer.weight_decay=0, or pick another optimizer")
+    _check_trainer(cfg)
+    _check_data(cfg)
+    aug, size = cfg.augmentation, cfg.dataset.image_size
+    if aug.crop_size is not None and aug.crop_size > size:
+        raise ConfigError("augmentation.crop_size", aug.crop_size,
+                          f"must be an integer between 1 and dataset.image_size={size}",
+                          f"augmentation.crop_size={min(24, size)} or null (no crop)")
 
 
-def _check_scheduler(sched, metrics) -> None:
-    _check_choice("scheduler.interval", sched.interval, ("epoch", "step"))
-    if not isinstance(sched.frequency, int) or sched.frequency < 1:
-        raise ConfigError("scheduler.frequency", sched.frequency, "must be an integer >= 1", "scheduler.frequency=1")
-    if not isinstance(sched.warmup_steps, int) or sched.warmup_steps < 0:
-        raise ConfigError("scheduler.warmup_steps", sched.warmup_steps, "must be an integer >= 0",
-                          "scheduler.warmup_steps=0 (off) or the number of warm-up optimizer steps")
-    if sched.class_path == "torch.optim.lr_scheduler.ReduceLROnPlateau":
-        if sched.monitor not in metrics:
-            raise ConfigError("scheduler.monitor", sched.monitor,
-                              "is not a metric the module logs, so the plateau scheduler would never step",
-                              f"use one of {', '.join(m for m in metrics if m != 'lr')}")
-        _check_choice("scheduler.mode", sched.mode, ("min", "max"))
+def check_choices(choices: dict) -> None:
+    """Every chosen option of trainlab's groups is a YAML file on Hydra's config search path. Hydra refuses an
+    unknown option of a plain group itself, but ignores one of an `optional` group (experiment=<typo>)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    for group, option in choices.items():
+        if option is None or group.startswith("hydra/"):  # Hydra checks its own groups
+            continue
+        options = loader.get_group_options(group)
+        if option not in options:
+            import difflib
+
+            close = difflib.get_close_matches(str(option), options, n=1)
+            raise ConfigError(group, option, f"is not an option of the {group} group",
+                              (f"did you mean {group}={close[0]}? " if close else "")
+                              + f"use one of {', '.join(options)}")
+
+
+@contextmanager
+def stored_file(path: Path | None):
+    """Errors in a resumed run's stored config.yaml: the fix is an edit of that file (a `key=value` override
+    that contradicts it is refused on resume)."""
+    try:
+        yield
+    except ConfigError as err:
+        if path is None:
+            raise
+        raise ConfigError(err.key, err.value, f"{err.problem}, in the resumed run's {path}",
+                          f"edit {err.key} in {path} (e.g. {err.fix}); an override on the command line is "
+                          "refused on resume") from None
+
+
+def _check_trainer(cfg) -> None:
+    tr = cfg.trainer
+    if tr.max_epochs is not None and tr.max_epochs < 1 and tr.max_steps == -1:
+        raise ConfigError("trainer.max_epochs", tr.max_epochs, "must be >= 1 when max_steps is -1",
+                          "trainer.max_epochs=15, or set trainer.max_steps")
+    if tr.limit_val_batches == 0 and not str(cfg.monitor).startswith("train/"):
+        raise ConfigError("trainer.limit_val_batches", 0, f"skips validation, so monitor={cfg.monitor} is never logged",
+                          "trainer.limit_val_batches=null, or monitor=train/loss")
+    if tr.limit_test_batches == 0 and cfg.test_after_fit:
+        raise ConfigError("trainer.limit_test_batches", 0, "tests nothing, but test_after_fit=true",
+                          "trainer.limit_test_batches=null, or test_after_fit=false")
 
 
 def _check_data(cfg) -> None:
     ds = cfg.dataset
-    for key in ("batch_size", "eval_batch_size", "image_size"):
-        if not isinstance(ds[key], int) or ds[key] < 1:
-            raise ConfigError(f"dataset.{key}", ds[key], "must be an integer >= 1", f"dataset.{key}=64")
-    if not isinstance(ds.num_workers, int) or ds.num_workers < 0:
-        raise ConfigError("dataset.num_workers", ds.num_workers, "must be an integer >= 0", "dataset.num_workers=0")
-    _check_choice("dataset.channels", ds.channels, (1, 3))
-    _check_choice("dataset.in_memory", ds.in_memory, (True, False, "auto"))
-    if ds.name in FILE_DATASETS and ds.bad_images not in BAD_IMAGES:
-        raise ConfigError("dataset.bad_images", ds.bad_images, f"must be one of {', '.join(BAD_IMAGES)}",
-                          "dataset.bad_images=skip (leave unreadable files out, with a warning) or =error")
     if ds.in_memory is not True and ds.name not in FILE_DATASETS:
         raise ConfigError("dataset.in_memory", ds.in_memory, f"dataset {ds.name} is an array file, always held in memory",
                           "dataset.in_memory=true (use augmentation.per_sample=true for a per-sample pipeline)")
-    _check_fraction("dataset.val_fraction", ds.val_fraction)
     if ds.test_fraction is None:
         if ds.name not in TORCHVISION_FOLDERS:
             raise ConfigError("dataset.test_fraction", None, f"dataset {ds.name} has no test split of its own",
                               "dataset.test_fraction=0.15")
-    else:
-        _check_fraction("dataset.test_fraction", ds.test_fraction)
-        if ds.val_fraction + ds.test_fraction >= 1:
-            raise ConfigError("dataset.val_fraction", ds.val_fraction,
-                              f"with test_fraction={ds.test_fraction} leaves no training data",
-                              "keep val_fraction + test_fraction below 1, e.g. 0.15 and 0.15")
+    elif ds.val_fraction + ds.test_fraction >= 1:
+        raise ConfigError("dataset.val_fraction", ds.val_fraction,
+                          f"with test_fraction={ds.test_fraction} leaves no training data",
+                          "keep val_fraction + test_fraction below 1, e.g. 0.15 and 0.15")
     if cfg.task == "regression" and ds.name != "image_csv":
         raise ConfigError("task", "regression", f"dataset {ds.name} has class labels, not numeric targets",
                           "use task=classification, or dataset=image_csv with a numeric target column")
@@ -185,11 +183,6 @@ def _check_data(cfg) -> None:
                               "point dataset.root at the folder that holds your images")
     if ds.name == "image_csv":
         _check_csv(ds, cfg.task)
-
-
-def _check_fraction(key, value):
-    if not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ConfigError(key, value, "must be a fraction strictly between 0 and 1", f"{key}=0.15")
 
 
 def _check_csv(ds, task) -> None:
@@ -214,15 +207,6 @@ def _check_csv(ds, task) -> None:
                                       f"holds {value!r} on line {line} of {path}, not a number, and task=regression "
                                       "needs numeric targets",
                                       "fix that row, pick a numeric column, or use task=classification") from None
-
-
-def _check_augmentation(aug, image_size) -> None:
-    if aug.crop_size is not None and (not isinstance(aug.crop_size, int) or not 1 <= aug.crop_size <= image_size):
-        raise ConfigError("augmentation.crop_size", aug.crop_size,
-                          f"must be an integer between 1 and dataset.image_size={image_size}",
-                          f"augmentation.crop_size={min(24, image_size)} or null (no crop)")
-    if not isinstance(aug.padding, int) or aug.padding < 0:
-        raise ConfigError("augmentation.padding", aug.padding, "must be an integer >= 0", "augmentation.padding=4")
 
 
 def plain(cfg: DictConfig) -> dict:

@@ -5,17 +5,15 @@ warmup_factor, nothing else touches learning rates.
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
-from hydra.utils import get_class
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from trainlab.config import ConfigError
+from trainlab.schema import PLATEAU, check_init_args, locate  # noqa: F401  (build.py imports them from here)
 
-PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"
 # Scheduler arguments that are the run's length: injected from the trainer, never written in YAML.
 RUNTIME_LENGTH = {"torch.optim.lr_scheduler.CosineAnnealingLR": "T_max",
                   "torch.optim.lr_scheduler.OneCycleLR": "total_steps"}
@@ -30,27 +28,6 @@ class TimeDecayLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [base / (1.0 + self.decay * self.last_epoch) for base in self.base_lrs]
-
-
-def locate(key: str, path: str):
-    try:
-        return get_class(path)
-    except Exception as err:
-        raise ConfigError(key, path, f"cannot be imported ({err})", "use a full class path such as torch.optim.SGD") from None
-
-
-def check_init_args(key: str, cls, init_args: dict, reserved: tuple[str, ...]) -> None:
-    """Unknown constructor arguments fail here, naming the key, rather than deep inside torch."""
-    params = inspect.signature(cls.__init__).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    for name in init_args:
-        if name in reserved:
-            raise ConfigError(f"{key}.init_args.{name}", init_args[name], "is set by trainlab, not in init_args",
-                              f"remove {key}.init_args.{name}")
-        if not accepts_any and name not in params:
-            known = [p for p in params if p not in ("self", "params", "optimizer") + reserved]
-            raise ConfigError(f"{key}.init_args.{name}", init_args[name], f"is not an argument of {cls.__name__}",
-                              f"use one of {', '.join(known)}")
 
 
 def param_groups(net: nn.Module, weight_decay: float, no_decay_norm_and_bias: bool) -> list[dict]:

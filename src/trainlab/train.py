@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import config, distributed, resume
+from trainlab import config, distributed, preflight, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 from trainlab.sweep_job import assigned_device, in_multirun, record_failure
@@ -44,11 +44,14 @@ def run(cfg: DictConfig) -> dict:
     if start.finished is not None:
         return start.finished
     cfg = start.cfg
-    config.validate(cfg)
-    distributed.check_launch(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    stored = run_dir / "config.yaml" if cfg.get("resume") and (run_dir / "config.yaml").is_file() else None
+    with config.stored_file(stored):  # a resumed run's mistakes are fixed in its config.yaml
+        config.validate(cfg, _hydra_choices())
+        resolved = config.plain(cfg)
+        preflight.check(resolved)  # network, optimizer, scheduler, Trainer: built before any data loads
+    distributed.check_launch(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config.plain(cfg)
     if distributed.launched_as_rank_zero():  # DDP: only rank 0 writes the run's files
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     started = time.time()
@@ -62,7 +65,6 @@ def run(cfg: DictConfig) -> dict:
     from trainlab import guards
     from trainlab.pruning import OptunaPruning
 
-    _preflight(resolved)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg, resolved)  # datamodule (set up), network, TrainModule: shared with inference.py
     datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
@@ -101,6 +103,12 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
+def _hydra_choices() -> dict | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
+
+
 def _quiet_lightning_console() -> None:
     # Lightning adds its own console handler; Hydra's root handlers already print (and file) its records.
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -108,20 +116,6 @@ def _quiet_lightning_console() -> None:
         if logging.getLogger().handlers:
             for handler in list(lg.handlers):
                 lg.removeHandler(handler)
-
-
-def _preflight(resolved: dict) -> None:
-    """Checks that need torch but no data: class paths, constructor arguments, pretrained weights."""
-    from trainlab.models.vision import TorchvisionNet, check_name, pretrained_weights
-    from trainlab.optim import check_init_args, locate
-
-    opt = locate("optimizer.class_path", resolved["optimizer"]["class_path"])
-    check_init_args("optimizer", opt, resolved["optimizer"]["init_args"], ("lr", "weight_decay"))
-    model = resolved["model"]
-    if locate("model.class_path", model["class_path"]) is TorchvisionNet:
-        check_name(model["init_args"]["name"])
-        if model["init_args"].get("pretrained"):
-            pretrained_weights(model["init_args"]["name"])
 
 
 def _best_row(cfg, rows: list[dict]) -> dict:

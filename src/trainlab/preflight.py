@@ -1,0 +1,208 @@
+"""Pre-flight, before any data loads: build what a run builds from its config without the data, so torch's
+and Lightning's own errors become one ConfigError naming the key.
+
+- the network, on a dummy batch of the data's shape (channels, crop or image size, the number of outputs
+  known without loading: 10 for the bundled and torchvision sets, the class folders of image_folder, the
+  distinct targets of an image_csv classification, 1 for regression);
+- the optimizer on that network's parameter groups, and the scheduler with a stand-in run length,
+  stepped a few times (StepLR(step_size=0) fails at its first step, not when built);
+- lightning.Trainer(**trainer args): precision, strategy, devices, an accelerator that is not there.
+
+An exception is blamed on the argument whose reset to its default makes it go away, else on the argument
+its message names. Memoised on the resolved config: the CLI pre-check and run() both call it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from trainlab.config import ConfigError
+from trainlab.schema import BY_PATH, show, check_init_args, locate
+
+_PASSED: set[str] = set()
+NETWORK_ARGS = ("in_channels", "input_size", "num_outputs")  # from the data, never in model.init_args
+STAND_IN_STEPS = 100  # a run length for building schedulers before the data (and so steps per epoch) is known
+TRY_STEPS = 3
+
+
+def check(resolved: dict) -> None:
+    """Raise ConfigError if the network, optimizer, scheduler or Trainer cannot be built from `resolved`
+    (the config as plain containers, as config.plain gives it)."""
+    memo = json.dumps(resolved, sort_keys=True, default=str)
+    if memo in _PASSED:
+        return
+    import lightning  # noqa: F401  (before _quiet: importing it sets its loggers' levels)
+    import torch
+
+    outputs = num_outputs(resolved)
+    if resolved["task"] == "classification" and resolved["top_k"] >= outputs:
+        raise ConfigError("top_k", resolved["top_k"], f"must be below the number of classes ({outputs})",
+                          "top_k=0 (off) or a smaller k")
+    with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
+        net = _network(resolved, outputs)
+        optimizer = _optimizer(resolved, net)
+        _scheduler(resolved, optimizer)
+        _trainer(resolved["trainer"])
+    _PASSED.add(memo)
+
+
+def num_outputs(resolved: dict) -> int:
+    ds = resolved["dataset"]
+    if resolved["task"] == "regression":
+        return 1
+    if ds["name"] == "image_folder":
+        return sum(1 for p in Path(ds["root"]).iterdir() if p.is_dir())
+    if ds["name"] == "image_csv":
+        with open(ds["csv_file"], newline="") as f:
+            return len({row[ds["target_column"]] for row in csv.DictReader(f)})
+    return 10  # digits, mnist, fashion_mnist, cifar10
+
+
+def _network(resolved: dict, outputs: int):
+    import torch
+
+    from trainlab import models  # noqa: F401  (class paths point into it)
+
+    model, ds = resolved["model"], resolved["dataset"]
+    cls = locate("model.class_path", model["class_path"])
+    check_init_args("model", cls, model["init_args"], NETWORK_ARGS)
+    channels, size = ds["channels"], resolved["augmentation"]["crop_size"] or ds["image_size"]
+
+    def build(args):
+        net = cls(in_channels=channels, input_size=size, num_outputs=outputs, **args)
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(1, channels, size, size))
+        return net, out
+
+    net, out = _built_or_blamed("model", cls, model["init_args"], build)
+    if tuple(getattr(out, "shape", ())) != (1, outputs):
+        raise ConfigError("model.class_path", model["class_path"],
+                          f"returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 1, not (1, {outputs})",
+                          "a network whose forward returns (batch, num_outputs) logits")
+    return net
+
+
+def _optimizer(resolved: dict, net):
+    from trainlab.optim import build_optimizer
+
+    opt = resolved["optimizer"]
+    cls = locate("optimizer.class_path", opt["class_path"])
+    check_init_args("optimizer", cls, opt["init_args"], ("lr", "weight_decay"))
+    return _built_or_blamed("optimizer", cls, opt["init_args"], lambda args: build_optimizer(
+        {**opt, "init_args": args}, net, resolved["no_decay_norm_and_bias"]))
+
+
+def _scheduler(resolved: dict, optimizer) -> None:
+    from trainlab.optim import PLATEAU, build_scheduler
+
+    sched, trainer = resolved["scheduler"], resolved["trainer"]
+    if sched["class_path"] is None:
+        return
+    cls = locate("scheduler.class_path", sched["class_path"])
+    steps = trainer["max_steps"] if trainer["max_steps"] > 0 else STAND_IN_STEPS
+    epochs = trainer["max_epochs"] if trainer["max_epochs"] and trainer["max_epochs"] > 0 else STAND_IN_STEPS
+
+    def build_and_step(args):
+        out = build_scheduler({**sched, "init_args": args}, optimizer, steps, epochs)
+        for _ in range(TRY_STEPS):
+            optimizer.step()
+            out["scheduler"].step(1.0) if sched["class_path"] == PLATEAU else out["scheduler"].step()
+
+    _built_or_blamed("scheduler", cls, sched["init_args"], build_and_step)
+
+
+def _trainer(args: dict) -> None:
+    import lightning as L
+
+    args = {k: v for k, v in args.items() if k not in ("compile", "channels_last")}  # trainlab's, not Lightning's
+    _built_or_blamed("trainer", L.Trainer, args, lambda a: L.Trainer(
+        **a, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False))
+
+
+def _built_or_blamed(section: str, cls, args: dict, build):
+    try:
+        return build(args)
+    except ConfigError:
+        raise
+    except Exception as err:
+        name = _culprit(cls, args, build, err)
+        problem = f"{type(err).__name__}: {_first_line(err)}"
+        if name is None:
+            key = f"{section}.init_args" if section != "trainer" else "trainer"
+            raise ConfigError(key, args, f"{_name(cls)} cannot be built ({problem})",
+                              f"check {key} against {_name(cls)}'s documentation") from None
+        key = f"{section}.{name}" if section == "trainer" else f"{section}.init_args.{name}"
+        raise ConfigError(key, args[name], problem, _fix(key, cls, name)) from None
+
+
+def _culprit(cls, args: dict, build, err: Exception) -> str | None:
+    """The argument to blame: the one whose reset to the class default makes the build succeed; else the
+    one the message names; else the only one without a default."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    for name, value in args.items():
+        default = params[name].default if name in params else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or _same(default, value):
+            continue
+        try:
+            build({**args, name: default})
+            return name
+        except Exception:
+            pass
+    text = re.sub(r"[\s-]+", "_", str(err).lower())
+    named = [n for n in args if re.search(rf"\b{re.escape(n.lower())}\b", text)]
+    if named:
+        return named[0]
+    required = [n for n in args if n in params and params[n].default is inspect.Parameter.empty]
+    return required[0] if len(required) == 1 else None
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b) or (isinstance(a, tuple) and list(a) == b)
+    except Exception:
+        return False
+
+
+def _fix(key: str, cls, name: str) -> str:
+    import inspect
+
+    if key in BY_PATH:
+        return BY_PATH[key].fix
+    default = inspect.signature(cls).parameters[name].default
+    if default is inspect.Parameter.empty:
+        return f"a value {_name(cls)} accepts for {name} (see its documentation)"
+    return f"{key}={show(default)} ({_name(cls)}'s default)"
+
+
+def _name(cls) -> str:
+    return getattr(cls, "__name__", str(cls))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else repr(err)
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+@contextmanager
+def _quiet():
+    """The stand-in Trainer and schedulers would print and warn as the real ones will again."""
+    names = ("lightning.pytorch", "lightning.fabric")
+    levels = [logging.getLogger(n).level for n in names]
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, level in zip(names, levels):
+            logging.getLogger(n).setLevel(level)
+

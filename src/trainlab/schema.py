@@ -1,0 +1,442 @@
+"""The config contract: every key trainlab reads, declared once with its type, range or choices, a fix
+example and a one-line doc. `check(cfg)` refuses an unknown key, a missing one, a value of the wrong
+type or range, and a key that nothing reads in this config; README's key tables are generated from
+KEYS (`python -m trainlab.schema --markdown`).
+
+A plain table checked by trainlab rather than Hydra structured configs: Hydra would raise its own type
+errors during composition, in its own format; here every mistake is one ConfigError (key, value, fix).
+Class arguments (`<group>.init_args`) stay open: they are checked against the class's signature
+(`check_init_args`), the same helper for every `class_path` + `init_args` pair, trainlab's or a user's.
+
+Imports omegaconf and the stdlib only: `python train.py --help` stays fast.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from trainlab.config import ConfigError
+
+PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+FILE_DATASETS = ("image_folder", "image_csv")
+FLOAT32_MAX = 3.4e38
+TORCHVISION_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+# ---------------------------------------------------------------- value rules: what a key accepts
+@dataclass(frozen=True)
+class Rule:
+    text: str                        # what the key accepts, in words (messages and README)
+    ok: Callable[[Any], bool]
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Rule:
+    text = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" and <= {hi}" if hi is not None else "")
+    return Rule(text, lambda v: isinstance(v, int) and not isinstance(v, bool)
+                and (lo is None or v >= lo) and (hi is None or v <= hi))
+
+
+def number(lo: float | None = None, hi: float | None = None, open_lo: bool = False, open_hi: bool = False) -> Rule:
+    if lo is not None and hi is not None:
+        text = f"a number in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+    elif lo is not None:
+        text = f"a finite number {'>' if open_lo else '>='} {lo:g}"
+    else:
+        text = "a finite number"
+    return Rule(text, lambda v: _is_number(v) and (lo is None or (v > lo if open_lo else v >= lo))
+                and (hi is None or (v < hi if open_hi else v <= hi)))
+
+
+BOOL = Rule("true or false", lambda v: isinstance(v, bool))
+TEXT = Rule("a text", lambda v: isinstance(v, str) and v != "")
+MAPPING = Rule("a mapping ({} for none)", lambda v: isinstance(v, dict))
+
+
+def one_of(*choices) -> Rule:
+    # type-exact: 1 is not True, "1" is not 1
+    return Rule("one of " + ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices),
+                lambda v: any(type(v) is type(c) and v == c for c in choices))
+
+
+def nullable(rule: Rule) -> Rule:
+    return Rule(f"{rule.text}, or null", lambda v: v is None or rule.ok(v))
+
+
+def either(*rules: Rule) -> Rule:
+    return Rule(", or ".join(r.text for r in rules), lambda v: any(r.ok(v) for r in rules))
+
+
+INT_LIST = Rule("a list of integers", lambda v: isinstance(v, list) and all(integer().ok(x) for x in v))
+# Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction of them.
+BATCHES = either(integer(1), number(0, 1, open_lo=True))
+BATCHES_OR_OFF = either(integer(0), number(0, 1))
+
+
+# ---------------------------------------------------------------- when a key is read
+def _dataset(cfg) -> str:
+    return cfg.dataset.name
+
+
+def _plateau(cfg) -> bool:
+    return cfg.scheduler.class_path == PLATEAU
+
+
+def _in_memory(cfg) -> bool:
+    """Data held as tensors and batched by index: no DataLoader workers (auto may stream: counted as read)."""
+    return not cfg.augmentation.per_sample and (cfg.dataset.name not in FILE_DATASETS or cfg.dataset.in_memory is True)
+
+
+@dataclass(frozen=True)
+class Used:
+    """When a key is read: `test(cfg)`; otherwise it must hold `off` (so nothing the user sets is ignored)."""
+    test: Callable[[Any], bool]
+    why: str          # "only <...> reads it"
+    off: Any = None
+
+
+PLATEAU_ONLY = Used(_plateau, "only the plateau scheduler (ReduceLROnPlateau) reads it")
+CSV_ONLY = Used(lambda c: _dataset(c) == "image_csv", "only dataset=image_csv reads it")
+FILES_ONLY = Used(lambda c: _dataset(c) in FILE_DATASETS, "only dataset=image_folder and image_csv read it")
+TENSORBOARD_ONLY = Used(lambda c: c.logger.kind == "tensorboard", "needs TensorBoard (logger=tensorboard)", False)
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str
+    rule: Rule
+    fix: str                         # a value that works, as it is typed on the command line
+    doc: str
+    used: Used | None = None         # None: always read
+    needed: bool = False             # when read, null is not enough (a data path, a CSV column)
+    optional: bool = False           # may be absent (set by the sweeper, or added by a later version)
+
+
+KEYS: tuple[Key, ...] = (
+    # top level
+    Key("seed", integer(0, 2**32 - 1), "seed=42", "seeds Python, NumPy, torch, the data split and the augmentation"),
+    Key("task", one_of("classification", "regression"), "task=classification",
+        "classification (cross-entropy, accuracy, top-k) or regression (MSE, MAE, R2; needs dataset=image_csv)"),
+    Key("monitor", TEXT, "monitor=val/acc", "metric that picks the best checkpoint, early stopping and sweep order"),
+    Key("monitor_mode", one_of("min", "max"), "monitor_mode=max", "max for acc/top-k/r2, min otherwise (follows monitor)"),
+    Key("top_k", integer(0), "top_k=2", "also log top-k accuracy (0: off); below the number of classes"),
+    Key("no_decay_norm_and_bias", BOOL, "no_decay_norm_and_bias=true", "no weight decay on biases and norm weights"),
+    Key("test_after_fit", BOOL, "test_after_fit=true", "test the best checkpoint on the held-out test split at the end"),
+    Key("run_name", nullable(Rule("a text or number", lambda v: isinstance(v, str) or _is_number(v))),
+        "run_name=my_run", "free text stored with the run's metrics"),
+    Key("resume", nullable(TEXT), "resume=outputs/2026-01-31/12-00-00",
+        "a run folder to continue (with -m: a sweep folder whose unfinished jobs continue)"),
+    Key("paths.data_dir", TEXT, "paths.data_dir=data", "where torchvision data sets are downloaded / looked for"),
+    Key("paths.output_dir", TEXT, "paths.output_dir=outputs/my_run", "the run folder (set by Hydra)"),
+    Key("paths.cache_dir", nullable(TEXT), "paths.cache_dir=.cache/trainlab", "where decoded data sets are cached",
+        optional=True),
+    Key("optuna_trial.storage", TEXT, "remove optuna_trial (the sweeper sets it)",
+        "the Optuna study's storage URL (set by the sweeper only)", optional=True),
+    Key("optuna_trial.study", TEXT, "remove optuna_trial (the sweeper sets it)",
+        "the Optuna study's name (set by the sweeper only)", optional=True),
+    Key("optuna_trial.trial_id", integer(0), "remove optuna_trial (the sweeper sets it)",
+        "the trial's id in the storage (set by the sweeper only)", optional=True),
+    Key("optuna_trial.pruner", MAPPING, "remove optuna_trial (the sweeper sets it)",
+        "the study's pruner, as a _target_ mapping (set by the sweeper only)", optional=True),
+    # model
+    Key("model.class_path", TEXT, "model.class_path=trainlab.models.SeedCNN",
+        "the network class (or factory); takes in_channels, input_size, num_outputs"),
+    Key("model.init_args", MAPPING, "model.init_args={}", "the network's own arguments (checked against its signature)"),
+    # optimizer
+    Key("optimizer.class_path", TEXT, "optimizer.class_path=torch.optim.Adam", "the torch.optim optimizer class"),
+    Key("optimizer.lr", number(0, FLOAT32_MAX, open_lo=True), "optimizer.lr=0.001",
+        "learning rate (beyond float32's range it overflows the weights at the first step)"),
+    Key("optimizer.weight_decay", number(0), "optimizer.weight_decay=0",
+        "weight decay (0: off); only on weights of conv/linear layers by default"),
+    Key("optimizer.init_args", MAPPING, "optimizer.init_args={}", "the optimizer class's own arguments"),
+    # scheduler
+    Key("scheduler.class_path", nullable(TEXT), "scheduler.class_path=null",
+        "the LR scheduler class (null: constant learning rate)"),
+    Key("scheduler.interval", one_of("epoch", "step"), "scheduler.interval=epoch", "the scheduler steps every epoch or every optimizer step"),
+    Key("scheduler.frequency", integer(1), "scheduler.frequency=1", "steps the scheduler every N intervals"),
+    Key("scheduler.monitor", nullable(TEXT), "scheduler.monitor=val/loss", "plateau: the metric watched",
+        used=PLATEAU_ONLY, needed=True),
+    Key("scheduler.mode", nullable(one_of("min", "max")), "scheduler.mode=min", "plateau: min or max of the monitor",
+        used=PLATEAU_ONLY, needed=True),
+    Key("scheduler.warmup_steps", integer(0), "scheduler.warmup_steps=0", "linear warm-up over N optimizer steps (0: off)"),
+    Key("scheduler.init_args", MAPPING, "scheduler.init_args={}", "the scheduler class's own arguments",
+        used=Used(lambda c: c.scheduler.class_path is not None, "scheduler.class_path is null (constant lr)", {})),
+    # dataset
+    Key("dataset.name", one_of("digits", "mnist", "fashion_mnist", "cifar10", *FILE_DATASETS), "dataset.name=digits",
+        "the data source"),
+    Key("dataset.root", nullable(TEXT), "dataset.root=/path/to/images", "folder of the data (null: bundled)",
+        used=Used(lambda c: _dataset(c) != "digits", "dataset=digits is bundled"), needed=True),
+    Key("dataset.download", BOOL, "dataset.download=false", "download a torchvision data set when missing",
+        used=Used(lambda c: _dataset(c) in TORCHVISION_DATASETS, "only mnist, fashion_mnist and cifar10 download", False)),
+    Key("dataset.image_size", integer(1, 4096), "dataset.image_size=28", "images are resized to this once, when loaded"),
+    Key("dataset.channels", one_of(1, 3), "dataset.channels=1", "1 = grayscale, 3 = RGB"),
+    Key("dataset.val_fraction", number(0, 1, True, True), "dataset.val_fraction=0.15",
+        "of the training split, held out for validation"),
+    Key("dataset.test_fraction", nullable(number(0, 1, True, True)), "dataset.test_fraction=0.15",
+        "of all data, held out for the final test (null: the source's own test split)"),
+    Key("dataset.batch_size", integer(1), "dataset.batch_size=64", "training batch size (per process)"),
+    Key("dataset.eval_batch_size", integer(1), "dataset.eval_batch_size=256", "validation and test batch size"),
+    Key("dataset.num_workers", integer(0), "dataset.num_workers=0", "DataLoader workers for file-backed or per-sample data",
+        used=Used(lambda c: not _in_memory(c), "data held in memory is batched without DataLoader workers", 0)),
+    Key("dataset.in_memory", one_of(True, False, "auto"), "dataset.in_memory=true",
+        "image files: decode once into memory (auto: when under memory_limit_mb)"),
+    Key("dataset.memory_limit_mb", number(0, open_lo=True), "dataset.memory_limit_mb=4096",
+        "in_memory=auto: hold decoded images in memory below this size"),
+    Key("dataset.bad_images", nullable(one_of("skip", "error")), "dataset.bad_images=skip",
+        "unreadable image files: skip (warn, count, leave out) or error", used=FILES_ONLY, needed=True),
+    Key("dataset.csv_file", nullable(TEXT), "dataset.csv_file=scores.csv", "image_csv: the CSV file",
+        used=CSV_ONLY, needed=True),
+    Key("dataset.path_column", nullable(TEXT), "dataset.path_column=path", "image_csv: column of image paths",
+        used=CSV_ONLY, needed=True),
+    Key("dataset.target_column", nullable(TEXT), "dataset.target_column=target", "image_csv: column of targets",
+        used=CSV_ONLY, needed=True),
+    # augmentation
+    Key("augmentation.crop_size", nullable(integer(1)), "augmentation.crop_size=null",
+        "train: random crop, eval: centre crop to this size (null: the image size)"),
+    Key("augmentation.padding", integer(0), "augmentation.padding=4", "zero padding on each side before the random crop"),
+    Key("augmentation.hflip", BOOL, "augmentation.hflip=true", "random horizontal flip of training images"),
+    Key("augmentation.normalize", BOOL, "augmentation.normalize=true", "normalise by the training split's channel stats"),
+    Key("augmentation.per_sample", BOOL, "augmentation.per_sample=false",
+        "torchvision transforms per sample in DataLoader workers (slower)"),
+    # trainer: lightning.Trainer's arguments (the pre-flight builds a Trainer from them)
+    Key("trainer.accelerator", TEXT, "trainer.accelerator=auto", "auto, cpu, gpu, ..."),
+    Key("trainer.devices", Rule("an integer >= 1, -1 (all), auto, or a list of device ids",
+                                lambda v: (integer(-1).ok(v) and v != 0) or isinstance(v, str) or INT_LIST.ok(v)),
+        "trainer.devices=1", "devices per machine"),
+    Key("trainer.strategy", TEXT, "trainer.strategy=auto", "auto, ddp, ..."),
+    Key("trainer.num_nodes", integer(1), "trainer.num_nodes=1", "machines (DDP across nodes)"),
+    Key("trainer.precision", either(TEXT, integer()), "trainer.precision=32-true", "32-true, bf16-mixed, 16-mixed, ..."),
+    Key("trainer.max_epochs", nullable(integer(-1)), "trainer.max_epochs=15", "epochs to train (-1: no limit)"),
+    Key("trainer.min_epochs", nullable(integer(0)), "trainer.min_epochs=null", "train at least this many epochs"),
+    Key("trainer.max_steps", integer(-1), "trainer.max_steps=-1", "optimizer steps to train (-1: no limit)"),
+    Key("trainer.gradient_clip_val", nullable(number(0, open_lo=True)), "trainer.gradient_clip_val=1.0",
+        "clip gradients to this norm (null: off)"),
+    Key("trainer.accumulate_grad_batches", integer(1), "trainer.accumulate_grad_batches=1",
+        "batches per optimizer step"),
+    Key("trainer.check_val_every_n_epoch", nullable(integer(1)), "trainer.check_val_every_n_epoch=1",
+        "validate every N epochs"),
+    Key("trainer.log_every_n_steps", integer(1), "trainer.log_every_n_steps=10", "log step metrics every N steps"),
+    Key("trainer.deterministic", nullable(either(BOOL, one_of("warn"))), "trainer.deterministic=false",
+        "deterministic algorithms (bitwise repeatable on GPU, slower)"),
+    Key("trainer.benchmark", nullable(BOOL), "trainer.benchmark=null", "cudnn.benchmark"),
+    Key("trainer.limit_train_batches", nullable(BATCHES), "trainer.limit_train_batches=null",
+        "int: batches per epoch, float: fraction (0 would train nothing)"),
+    Key("trainer.limit_val_batches", nullable(BATCHES_OR_OFF), "trainer.limit_val_batches=null",
+        "int: batches, float: fraction; 0 skips validation (needs a train/ monitor)"),
+    Key("trainer.limit_test_batches", nullable(BATCHES_OR_OFF), "trainer.limit_test_batches=null",
+        "int: batches, float: fraction; 0 needs test_after_fit=false"),
+    Key("trainer.overfit_batches", BATCHES_OR_OFF, "trainer.overfit_batches=0",
+        "train and validate on the same N batches (int) or fraction (0: off)", optional=True),
+    Key("trainer.fast_dev_run", either(BOOL, integer(0)), "trainer.fast_dev_run=false", "run N batches only, as a smoke test"),
+    Key("trainer.compile", BOOL, "trainer.compile=false", "torch.compile the network"),
+    Key("trainer.channels_last", BOOL, "trainer.channels_last=false", "NHWC memory layout for conv nets"),
+    # logger
+    Key("logger.kind", one_of("tensorboard", "csv"), "logger.kind=tensorboard", "event files or a metrics.csv"),
+    Key("logger.histograms", BOOL, "logger.histograms=false", "weight and gradient histograms every epoch",
+        used=TENSORBOARD_ONLY),
+    Key("logger.image_grid", BOOL, "logger.image_grid=false", "a grid of augmented training images, once",
+        used=TENSORBOARD_ONLY),
+    # callbacks
+    Key("callbacks.checkpoint.save_top_k", integer(-1), "callbacks.checkpoint.save_top_k=1",
+        "best checkpoints kept, by monitor (-1: all)"),
+    Key("callbacks.checkpoint.save_last", BOOL, "callbacks.checkpoint.save_last=true", "also keep last.ckpt (resume from it)"),
+    Key("callbacks.checkpoint.every_n_train_steps", nullable(integer(1)),
+        "callbacks.checkpoint.every_n_train_steps=null", "also save every N optimizer steps (null: every epoch)"),
+    Key("callbacks.early_stopping.enabled", BOOL, "callbacks.early_stopping.enabled=false", "early stopping on monitor"),
+    Key("callbacks.early_stopping.patience", integer(0), "callbacks.early_stopping.patience=5",
+        "validations without improvement before stopping"),
+    Key("callbacks.early_stopping.min_delta", number(0), "callbacks.early_stopping.min_delta=0.0",
+        "smallest change that counts as an improvement"),
+    Key("callbacks.progress_bar.enabled", BOOL, "callbacks.progress_bar.enabled=true", "a progress bar with the loss"),
+    Key("callbacks.progress_bar.refresh_rate", integer(1), "callbacks.progress_bar.refresh_rate=10",
+        "batches between redraws"),
+    Key("callbacks.progress_bar.min_seconds", number(0), "callbacks.progress_bar.min_seconds=0.5",
+        "and at least this long between redraws (0: no limit)"),
+    Key("callbacks.model_summary.max_depth", integer(-1), "callbacks.model_summary.max_depth=1",
+        "model summary printed at start (-1: all layers, 0: none)"),
+)
+BY_PATH = {k.path: k for k in KEYS}
+SECTIONS = {".".join(k.path.split(".")[:n]) for k in KEYS for n in range(1, k.path.count(".") + 1)}
+
+
+def show(value) -> str:
+    """A value as it is typed on the command line."""
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(show(v) for v in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# ---------------------------------------------------------------- the check
+def check(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first key that is unknown, missing, of the wrong type or range, or set
+    where nothing reads it. Cross-key relations are config.validate's."""
+    _check_known(cfg, "")
+    for key in KEYS:
+        node, name = _parent(cfg, key.path)
+        if node is None or name not in node.keys():  # `in` is False for a ??? value
+            if key.optional:
+                continue
+            raise ConfigError(key.path, None, "is missing from the config", key.fix)
+        if OmegaConf.is_missing(node, name):
+            if key.used and not key.used.test(cfg):
+                continue
+            raise ConfigError(key.path, "???", f"is required{_with(cfg, key)}", key.fix)
+        if _hydra_interpolation(node, name):  # paths.output_dir before Hydra has set it
+            continue
+        value = _plain(node[name])
+        if not key.rule.ok(value):
+            raise ConfigError(key.path, value, f"must be {key.rule.text}", key.fix)
+        if key.used and not key.used.test(cfg):
+            if value != key.used.off:
+                raise ConfigError(key.path, value, f"is not read here: {key.used.why}",
+                                  f"{key.path}={show(key.used.off)}, or remove it")
+        elif key.needed and value is None:
+            raise ConfigError(key.path, None, f"is required{_with(cfg, key)}", key.fix)
+
+
+def _with(cfg, key: Key) -> str:
+    group = key.path.split(".")[0]
+    return f" with dataset={cfg.dataset.name}" if group == "dataset" else ""
+
+
+def _parent(cfg, path: str):
+    *sections, name = path.split(".")
+    node = cfg
+    for s in sections:
+        if not isinstance(node, DictConfig) or s not in node:
+            return None, name
+        node = node[s]
+    return (node if isinstance(node, DictConfig) else None), name
+
+
+def _hydra_interpolation(node, name) -> bool:
+    raw = node._get_node(name)._value()
+    return OmegaConf.is_interpolation(node, name) and str(raw).startswith("${hydra:")
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def _check_known(node: DictConfig, prefix: str) -> None:
+    """Every key of the config is declared: a misspelled or invented key would otherwise be ignored."""
+    for name in node:
+        path = f"{prefix}{name}"
+        if path in BY_PATH:
+            continue
+        if path in SECTIONS:
+            child = node._get_node(name)
+            if not isinstance(child, DictConfig):
+                raise ConfigError(path, _plain(node[name]), "is a group of keys, not a value",
+                                  f"set one of its keys, e.g. {_first_key(path)}")
+            _check_known(child, path + ".")
+            continue
+        while isinstance(node._get_node(name), DictConfig) and len(node[name]):  # name the first leaf: +optimzer.lr
+            node, name, path = node[name], next(iter(node[name])), f"{path}.{next(iter(node[name]))}"
+        raise ConfigError(path, "???" if OmegaConf.is_missing(node, name) else _plain(node[name]),
+                          "is not a trainlab config key, so nothing would read it", _unknown_fix(path))
+
+
+def _first_key(section: str) -> str:
+    return next(k.fix for k in KEYS if k.path.startswith(section + "."))
+
+
+def _unknown_fix(path: str) -> str:
+    close = difflib.get_close_matches(path, list(BY_PATH), n=3, cutoff=0.6)
+    section = path.rsplit(".", 1)[0] if "." in path else ""
+    siblings = sorted({k.path[len(section) + 1:].split(".")[0] for k in KEYS if k.path.startswith(section + ".")})
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    if section.split(".")[0] in ("model", "optimizer", "scheduler") and section.count(".") == 0:
+        hint += f"a class argument goes in {section}.init_args.{path.rsplit('.', 1)[-1]}; "
+    where = f"{section} takes {', '.join(siblings)}" if siblings else "see README \"Configuration reference\""
+    return f"{hint}remove it ({where})"
+
+
+# ---------------------------------------------------------------- class_path + init_args
+def locate(key: str, path: str):
+    from hydra.utils import get_class
+
+    try:
+        return get_class(path)
+    except Exception as err:
+        raise ConfigError(key, path, f"cannot be imported ({err})",
+                          "use a full class path such as torch.optim.SGD") from None
+
+
+def check_init_args(key: str, cls, init_args, reserved: tuple[str, ...]) -> None:
+    """`<key>.init_args` against the class's signature: unknown names, names trainlab sets, and values whose
+    type differs from the parameter's default (bool, number, text, sequence) fail here, naming the key."""
+    if not isinstance(init_args, dict):
+        raise ConfigError(f"{key}.init_args", init_args, "must be a mapping of the class's arguments",
+                          f"{key}.init_args={{}} (the class's defaults)")
+    params = inspect.signature(cls).parameters  # a class's __init__ (without self), or a factory function
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for name, value in init_args.items():
+        full = f"{key}.init_args.{name}"
+        if name in reserved:
+            raise ConfigError(full, value, "is set by trainlab, not in init_args", f"remove {full}")
+        if name not in params:
+            if accepts_any:
+                continue
+            known = [p for p in params if p not in ("params", "optimizer") + reserved]
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ConfigError(full, value, f"is not an argument of {cls.__name__}",
+                              (f"did you mean {key}.init_args.{close[0]}? " if close else "")
+                              + f"use one of {', '.join(known)}")
+        expected = _expected_type(params[name])
+        if expected and value is not None and not _fits(value, expected[0]):
+            raise ConfigError(full, value, f"must be {expected[1]}, like {cls.__name__}'s default "
+                              f"{show(params[name].default)}", f"{full}={show(params[name].default)}")
+
+
+def _expected_type(param) -> tuple[type, str] | None:
+    default = param.default
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    for kind, words in ((bool, "true or false"), (int, "a number"), (float, "a number"), (str, "a text"),
+                        (tuple, "a list"), (list, "a list")):
+        if isinstance(default, kind):
+            return kind, words
+    return None
+
+
+def _fits(value, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return _is_number(value)
+    if kind is str:
+        return isinstance(value, str)
+    return isinstance(value, (list, tuple))
+
+
+# ---------------------------------------------------------------- README tables
+def markdown(group: str) -> str:
+    """The README key table of one group ("top" for the keys of conf/train.yaml)."""
+    rows = ["| key | values | example | meaning |", "|---|---|---|---|"]
+    for key in KEYS:
+        top = key.path.split(".")[0] not in GROUPS
+        if (group == "top") != top or (not top and not key.path.startswith(group + ".")):
+            continue
+        rows.append(f"| `{key.path}` | {key.rule.text} | `{key.fix}` | {key.doc} |"
+                    if "=" in key.fix else f"| `{key.path}` | {key.rule.text} | {key.fix} | {key.doc} |")
+    return "\n".join(rows)
+
+
+GROUPS = ("model", "optimizer", "scheduler", "dataset", "augmentation", "trainer", "logger", "callbacks")
+
+if __name__ == "__main__":
+    import sys
+
+    if "--markdown" not in sys.argv:
+        sys.exit("usage: python -m trainlab.schema --markdown [group]")
+    wanted = [a for a in sys.argv[1:] if not a.startswith("-")] or ["top", *GROUPS]
+    print("\n\n".join(markdown(g) for g in wanted))
