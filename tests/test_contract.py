@@ -28,7 +28,7 @@ CASES = [
     (["no_decay_norm_and_bias=maybe"], "no_decay_norm_and_bias"), (["test_after_fit=maybe"], "test_after_fit"),
     (["run_name=[1,2]"], "run_name"), (["+foo=1"], "foo"), (["+ckpt_path=x.ckpt"], "ckpt_path"),
     (["+optimzer.lr=0.1"], "optimzer.lr"), (["paths.data_dir=null"], "paths.data_dir"),
-    (["+paths.cache_dir=5"], "paths.cache_dir"), (["+optuna_trial.trial_id=-1"], "optuna_trial.trial_id"),
+    (["paths.cache_dir=5"], "paths.cache_dir"), (["+optuna_trial.trial_id=-1"], "optuna_trial.trial_id"),
     # model
     (["model.init_args.channels=[]"], "model.init_args.channels"),
     (["model.init_args.kernel_size=100"], "model.init_args.kernel_size"),
