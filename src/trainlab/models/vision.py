@@ -69,7 +69,7 @@ def _check_hash(path: str, prefix: str | None) -> None:
         raise ConfigError("model.init_args.pretrained", True,
                           f"the cached weights file {path} does not match the sha256 prefix {prefix} its name "
                           "carries (corrupt, or not torchvision's file)",
-                          f"delete {path} and run again online to download it again")
+                          f"delete {path} and run again online to download it")
     _VERIFIED[path] = _stamp(path)
 
 
@@ -115,7 +115,7 @@ class TorchvisionNet(nn.Module):
                 raise ConfigError("model.init_args.pretrained", True,
                                   f"the weights file {path} holds more than weights (a weights-only load refused "
                                   f"it: {str(err).strip().splitlines()[0][:160]})",
-                                  f"delete {path} and run again online to download it again") from None
+                                  f"delete {path} and run again online to download it") from None
         head_name, head = _last_linear(self.net, name)
         _set_module(self.net, head_name, nn.Linear(head.in_features, num_outputs))
         if freeze_backbone:
