@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainlab import checkpoint_io
 from trainlab.config import ConfigError
+from trainlab.trust import load_stored_config
 
 log = logging.getLogger("trainlab")
 
@@ -98,7 +99,7 @@ def _run_config(ckpt) -> tuple[Path, DictConfig]:
     if not stored.is_file():
         raise ConfigError("ckpt", str(path), f"has no run config beside it ({stored} is missing)",
                           "give a checkpoint inside a trainlab run folder: <run>/checkpoints/<name>.ckpt")
-    return path, OmegaConf.load(stored)
+    return path, load_stored_config(stored)  # literal data: no resolver, no _target_, trusted class paths
 
 
 def _load(run_cfg: DictConfig, ckpt_path: Path, batch_size):

@@ -1,7 +1,7 @@
 """Optuna pruning inside a job of `-m hparams_search=optuna`: report each epoch's monitored value to the trial.
 
-The trial is rebuilt from the study's storage (the sweeper passes `optuna_trial.*`), so this works in whatever
-process the Hydra launcher runs the job.
+The trial is rebuilt from the study's storage (the sweeper passes `optuna_trial.*`, the storage redacted and its
+real URL in trainlab.search.STORAGE_ENV), so this works in whatever process the Hydra launcher runs the job.
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ class OptunaPruning(L.Callback):
         if not spec:
             return None
         import optuna
-        from hydra.utils import instantiate
 
-        study = optuna.load_study(study_name=spec.study, storage=spec.storage, pruner=instantiate(spec.pruner))
+        from trainlab.search import job_storage, optuna_object
+
+        pruner = optuna_object(spec.pruner, "optuna_trial.pruner", "pruners")  # optuna.pruners.* only
+        study = optuna.load_study(study_name=spec.study, storage=job_storage(spec.storage), pruner=pruner)
         return cls(optuna.trial.Trial(study, spec.trial_id), cfg.monitor)
 
     def on_validation_end(self, trainer, pl_module) -> None:

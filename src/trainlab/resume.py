@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.config import ConfigError
 from trainlab.sweep_job import in_multirun
+from trainlab.trust import SESSION_KEYS, load_stored_config
 
 log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
@@ -76,7 +77,7 @@ def _read_metrics(run_dir: Path) -> dict:
 def _stored_config(cfg: DictConfig, stored: Path) -> DictConfig:
     """The run's own config.yaml, with this session's paths; an override that contradicts it is an error
     (a resumed run must continue with the settings it started with)."""
-    old = OmegaConf.load(stored)
+    old = load_stored_config(stored)  # literal data: no resolver, no _target_, trusted class paths only
     for key, value in _overrides():
         if key.split(".")[0] in ("resume", "paths", "hydra") or key.startswith(("+", "~")):
             continue
@@ -89,6 +90,9 @@ def _stored_config(cfg: DictConfig, stored: Path) -> DictConfig:
     with open_dict(old):
         old.paths = cfg.paths
         old.resume = cfg.resume
+        for key in SESSION_KEYS:  # e.g. the Optuna trial handle: this session's, never the stored one
+            if key in cfg:
+                old[key] = cfg[key]
         for key in LATER_KEYS:  # a run from before the key existed continues with today's default
             if OmegaConf.select(old, key, default=None) is None:
                 OmegaConf.update(old, key, OmegaConf.select(cfg, key), force_add=True)

@@ -3,6 +3,10 @@
 ask()/tell() on a shared storage means several sweep processes never run the same trial: every ask creates a
 new trial in the database. Each job gets the storage, study and trial id as `optuna_trial.*` overrides so that
 trainlab.pruning can report its per-epoch value to the same trial from any process.
+
+A storage URL's password is never written: jobs get it redacted (`user:***@host`, what Hydra records in their
+overrides and config) and the real URL in the environment variable STORAGE_ENV. Samplers and pruners are built
+only from classes of optuna.samplers / optuna.pruners, never through hydra's instantiate.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import time
 import warnings
@@ -21,6 +26,56 @@ from omegaconf import OmegaConf
 from trainlab.config import ConfigError
 
 log = logging.getLogger("trainlab.search")
+STORAGE_ENV = "TRAINLAB_OPTUNA_STORAGE"  # the real storage URL, set by the sweeper for the jobs it launches
+# Everything between `user:` and the last `@` is the password (a raw `@` in it included): nothing of it shows.
+_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:@/]*:)(?P<password>.*)@(?P<tail>[^@]*)$")
+
+
+def redact(url: str) -> str:
+    """A database URL with its password replaced by ***: what logs and job records may show."""
+    match = _PASSWORD.match(url)
+    return f"{match['head']}***@{match['tail']}" if match else url
+
+
+def job_storage(storage: str) -> str:
+    """The real URL of a job's (redacted) optuna_trial.storage, from the sweeper's environment."""
+    real = os.environ.get(STORAGE_ENV)
+    if real and redact(real) == storage:
+        return real
+    match = _PASSWORD.match(storage)
+    if match and match["password"] == "***":
+        raise ConfigError("optuna_trial.storage", storage, f"is redacted and {STORAGE_ENV} does not hold its URL",
+                          "run the job through its sweep (python train.py -m hparams_search=optuna ...), which "
+                          f"sets {STORAGE_ENV}")
+    return storage
+
+
+def optuna_object(spec, key: str, kind: str):
+    """An Optuna sampler (kind "samplers") or pruner ("pruners") from `_target_` + keyword arguments, nested
+    specs (e.g. PatientPruner's wrapped_pruner) likewise; None stays None (Optuna's default). Only classes of
+    optuna.<kind> are built: a `_target_` elsewhere (torch.load, numpy.load, ...) is refused, never imported."""
+    import optuna
+
+    if OmegaConf.is_config(spec):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if spec is None:
+        return None
+    example = {"samplers": "TPESampler", "pruners": "MedianPruner"}[kind]
+    target = spec.get("_target_") if isinstance(spec, dict) else None
+    prefix = f"optuna.{kind}."
+    name = target[len(prefix):] if isinstance(target, str) and target.startswith(prefix) else ""
+    base = optuna.samplers.BaseSampler if kind == "samplers" else optuna.pruners.BasePruner
+    cls = getattr(getattr(optuna, kind), name, None) if name.isidentifier() else None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{key}._target_", target, f"is not a class of optuna.{kind} (nothing else is built "
+                          "here)", f"{key}._target_={prefix}{example}")
+    kwargs = {k: optuna_object(v, f"{key}.{k}", kind) if isinstance(v, dict) and "_target_" in v else v
+              for k, v in spec.items() if k != "_target_"}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(key, spec, f"{cls.__name__} does not take these arguments ({err})",
+                          f"give only arguments of {target}") from None
 
 
 def search_space(params: dict | None, arguments: list[str]) -> tuple[dict, list[str]]:
@@ -72,7 +127,6 @@ def default_storage(sweep_dir: Path) -> str:
 
 def create_study(settings, sweep_dir: Path):
     import optuna
-    from hydra.utils import instantiate
 
     if settings.direction not in ("minimize", "maximize", "min", "max"):
         raise ConfigError("hydra.sweeper.direction", settings.direction, "must say which way is better",
@@ -86,7 +140,8 @@ def create_study(settings, sweep_dir: Path):
         sampler["seed"] = (sampler["seed"] * 1_000_003 + os.getpid() + zlib.crc32(socket.gethostname().encode())) % 2**31
         log.info("shared storage: this worker's sampler seed is %d", sampler["seed"])
     study = optuna.create_study(study_name=settings.study_name, storage=_rdb(storage), direction=direction,
-                                sampler=instantiate(sampler), pruner=instantiate(settings.pruner),
+                                sampler=optuna_object(sampler, "hydra.sweeper.sampler", "samplers"),
+                                pruner=optuna_object(settings.pruner, "hydra.sweeper.pruner", "pruners"),
                                 load_if_exists=True)
     return study, storage
 
@@ -117,8 +172,9 @@ def run_search(launcher, settings, sweep_dir: Path, arguments: list[str]):
     study, storage = create_study(settings, sweep_dir)
     before = len(study.trials)
     pruner = OmegaConf.to_container(settings.pruner, resolve=True)
-    log.info("Optuna study %r (%s): %d trials so far, %d to run", study.study_name, storage, before,
+    log.info("Optuna study %r (%s): %d trials so far, %d to run", study.study_name, redact(storage), before,
              settings.n_trials)
+    os.environ[STORAGE_ENV] = storage  # before launching: job processes inherit it (local, joblib, SLURM)
     done = 0
     while done < settings.n_trials:
         trials = [study.ask(space) for _ in range(min(settings.n_jobs, settings.n_trials - done))]
@@ -142,7 +198,7 @@ def _trial_overrides(trial, storage: str, pruner: dict, sweep_dir: Path) -> list
     if (sweep_dir / subdir).exists():
         subdir = f"{trial.number}-{trial._trial_id}"
     pruner_args = ",".join(f"{k}:{_value(v)}" for k, v in pruner.items())
-    return [f"hydra.sweep.subdir={subdir}", f"++optuna_trial.storage={_value(storage)}",
+    return [f"hydra.sweep.subdir={subdir}", f"++optuna_trial.storage={_value(redact(storage))}",
             f"++optuna_trial.study={_value(trial.study.study_name)}", f"++optuna_trial.trial_id={trial._trial_id}",
             f"++optuna_trial.pruner={{{pruner_args}}}"]
 

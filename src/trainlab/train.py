@@ -16,6 +16,7 @@ from trainlab import config, distributed, preflight, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 from trainlab.sweep_job import assigned_device, in_multirun, record_failure
+from trainlab.trust import SESSION_KEYS
 
 log = logging.getLogger("trainlab")
 
@@ -53,7 +54,9 @@ def run(cfg: DictConfig) -> dict:
     distributed.check_launch(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if distributed.launched_as_rank_zero():  # DDP: only rank 0 writes the run's files
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        # Without per-session handles (trust.SESSION_KEYS): config.yaml holds the run's settings only.
+        settings = {k: v for k, v in resolved.items() if k not in SESSION_KEYS}
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(settings))
     started = time.time()
 
     import lightning as L

@@ -134,9 +134,8 @@ def _torchvision(ds, task) -> Source:
 
 def _cifar10(ds, task) -> Source:
     """CIFAR-10's python batches, read directly (torchvision's class insists on the original files'
-    checksums); a missing folder is downloaded through torchvision when dataset.download=true."""
-    import pickle
-
+    checksums) through a restricted unpickler; a missing folder is downloaded through torchvision when
+    dataset.download=true."""
     import numpy as np
 
     folder = Path(str(ds.root)) / TORCHVISION_FOLDERS["cifar10"]
@@ -146,17 +145,47 @@ def _cifar10(ds, task) -> Source:
         _fetch(ds, lambda: torchvision.datasets.CIFAR10(str(ds.root), train=True, download=bool(ds.download)), "CIFAR10")
 
     def read(names):
-        batches = []
-        for name in names:
-            with open(folder / name, "rb") as f:
-                batches.append(pickle.load(f, encoding="latin1"))
+        batches = [_cifar_batch(folder / name, ("data", "labels")) for name in names]
         images = torch.from_numpy(np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32))
         targets = torch.tensor([t for b in batches for t in b["labels"]])
         return TensorImages(resize_uint8(images, ds.image_size, ds.channels), targets)
 
-    with open(folder / "batches.meta", "rb") as f:
-        classes = pickle.load(f, encoding="latin1")["label_names"]
+    classes = _cifar_batch(folder / "batches.meta", ("label_names",))["label_names"]
     return Source(read([f"data_batch_{i}" for i in range(1, 6)]), read(["test_batch"]), list(classes))
+
+
+def _cifar_batch(path: Path, keys: tuple[str, ...]) -> dict:
+    """One CIFAR-10 python pickle, admitting only what the real files hold: dicts, lists, strings, bytes,
+    numbers and numpy arrays. Any other global (os.system, builtins.exec, ...) is refused, never imported."""
+    import pickle
+
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    # The real files (Python 2, numpy 1) name numpy.core.multiarray; numpy 2 writes numpy._core.multiarray.
+    allowed = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+               ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in allowed:
+                raise pickle.UnpicklingError(f"it loads {module}.{name}, which a CIFAR-10 batch never holds")
+            return allowed[module, name]
+
+    fix = "replace the folder with the original cifar-10-python.tar.gz contents, or delete it and download again " \
+          "with dataset.download=true"
+    try:
+        with open(path, "rb") as f:
+            batch = Unpickler(f, encoding="latin1").load()
+    except Exception as err:  # bad bytes raise many types (UnpicklingError, EOFError, KeyError, ...)
+        raise ConfigError("dataset.root", str(path), f"is not a CIFAR-10 python batch ({err})", fix) from None
+    if not isinstance(batch, dict) or any(key not in batch for key in keys):
+        raise ConfigError("dataset.root", str(path), f"is not a CIFAR-10 python batch (no {', '.join(keys)})", fix)
+    return batch
 
 
 def _fetch(ds, make, name: str):

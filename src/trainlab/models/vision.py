@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -13,30 +15,79 @@ DOWNLOAD_TIMEOUT_S = 20
 
 
 def pretrained_weights(name: str):
-    """The default weights enum of a torchvision model, downloaded into torch's hub cache if missing.
+    """The default weights enum of a torchvision model, its file in torch's hub cache checked against the
+    sha256 prefix its name carries (resnet18-f37072fd.pth), downloaded (and checked) if missing.
 
-    Raises ConfigError naming the cache folder when the file is not there and cannot be fetched.
+    Raises ConfigError naming the file when it is not there and cannot be fetched, or does not match.
     """
     import torchvision
 
     weights = torchvision.models.get_model_weights(name).DEFAULT
     folder = os.path.join(torch.hub.get_dir(), "checkpoints")
     path = os.path.join(folder, os.path.basename(weights.url))
-    if not os.path.isfile(path):
-        os.makedirs(folder, exist_ok=True)
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-        try:
-            torch.hub.download_url_to_file(weights.url, path, progress=False)
-        except Exception as err:
-            raise ConfigError("model.init_args.pretrained", True,
-                              f"the {name} weights are not in the cache folder {folder} and could not be downloaded "
-                              f"({type(err).__name__})",
-                              f"download {weights.url} on a machine that is online and copy it to {path} "
-                              "(or set TORCH_HOME), or use model.init_args.pretrained=false") from None
-        finally:
-            socket.setdefaulttimeout(previous)
+    match = torch.hub.HASH_REGEX.search(os.path.basename(path))
+    prefix = match.group(1) if match else None
+    if os.path.isfile(path):
+        _check_hash(path, prefix)
+        return weights
+    os.makedirs(folder, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:  # a temporary file beside path, renamed only once its sha256 matches
+        torch.hub.download_url_to_file(weights.url, path, hash_prefix=prefix, progress=False)
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise ConfigError("model.init_args.pretrained", True,
+                          f"the {name} weights are not in the cache folder {folder} and could not be downloaded "
+                          f"({type(err).__name__}: {reason})",
+                          f"download {weights.url} on a machine that is online and copy it to {path} "
+                          "(or set TORCH_HOME), or use model.init_args.pretrained=false") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    _VERIFIED[path] = _stamp(path)
     return weights
+
+
+_VERIFIED: dict[str, tuple] = {}  # path -> (size, mtime) when its hash last matched: checked once per process
+
+
+def _stamp(path: str) -> tuple:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _check_hash(path: str, prefix: str | None) -> None:
+    if not prefix or _VERIFIED.get(path) == _stamp(path):
+        return
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(prefix):
+        raise ConfigError("model.init_args.pretrained", True,
+                          f"the cached weights file {path} does not match the sha256 prefix {prefix} its name "
+                          "carries (corrupt, or not torchvision's file)",
+                          f"delete {path} and run again online to download it")
+    _VERIFIED[path] = _stamp(path)
+
+
+@contextmanager
+def _weights_only_loads():
+    """torchvision's builders load weights through torch.hub.load_state_dict_from_url with weights_only=False;
+    torch.load reads TORCH_FORCE_WEIGHTS_ONLY_LOAD at each call, so inside this block every load is weights-only
+    (a file with pickled code fails instead of running it)."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")  # torch refuses both set
+    saved = {key: os.environ.pop(key, None) for key in names}
+    os.environ[names[0]] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
 
 
 def check_name(name: str) -> None:
@@ -55,7 +106,16 @@ class TorchvisionNet(nn.Module):
         import torchvision
 
         check_name(name)
-        self.net = torchvision.models.get_model(name, weights=pretrained_weights(name) if pretrained else None)
+        weights = pretrained_weights(name) if pretrained else None
+        with _weights_only_loads():
+            try:
+                self.net = torchvision.models.get_model(name, weights=weights)
+            except pickle.UnpicklingError as err:
+                path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+                raise ConfigError("model.init_args.pretrained", True,
+                                  f"the weights file {path} holds more than weights (a weights-only load refused "
+                                  f"it: {str(err).strip().splitlines()[0][:160]})",
+                                  f"delete {path} and run again online to download it") from None
         head_name, head = _last_linear(self.net, name)
         _set_module(self.net, head_name, nn.Linear(head.in_features, num_outputs))
         if freeze_backbone:
