@@ -55,7 +55,9 @@ def run(cfg: DictConfig) -> dict:
 
     import lightning as L
 
-    _quiet_lightning_console()
+    from trainlab.console import quiet_lightning
+
+    quiet_lightning()
 
     from trainlab.build import build_parts
     from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
@@ -99,15 +101,6 @@ def run(cfg: DictConfig) -> dict:
         log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
         _print_table(metrics)
     return metrics
-
-
-def _quiet_lightning_console() -> None:
-    # Lightning adds its own console handler; Hydra's root handlers already print (and file) its records.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        lg = logging.getLogger(name)
-        if logging.getLogger().handlers:
-            for handler in list(lg.handlers):
-                lg.removeHandler(handler)
 
 
 def _preflight(resolved: dict) -> None:
