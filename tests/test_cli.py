@@ -90,3 +90,11 @@ def test_first_step_is_timed_from_this_process_start(tiny_run):
                                 text=True).stdout)
     age = time.time() - process_start()
     assert etimes - 0.05 <= age < etimes + 1.05
+
+
+def test_training_into_a_run_folder_is_refused_before_hydra_writes_there(tiny_run):
+    run, _ = tiny_run
+    records = {p: p.stat().st_mtime_ns for p in (run / ".hydra").iterdir()}
+    result = run_cli("train.py", f"hydra.run.dir={run}")
+    one_line_exit_2(result, [f"paths.output_dir='{run}': already holds a run", f"resume={run}"])
+    assert {p: p.stat().st_mtime_ns for p in (run / ".hydra").iterdir()} == records

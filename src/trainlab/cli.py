@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainlab import config
+from trainlab import config, resume
 from trainlab.cli_help import fast_help
 from trainlab.config import ConfigError
 from trainlab.distributed import launched_as_rank_zero
@@ -49,7 +49,9 @@ def launch(conf: Path, config_name: str, hydra_main: Callable, checks: Callable 
 
 
 def check_train(cfg: DictConfig) -> None:
-    """train.py's checks before data: the values, then what needs torch (class paths, arguments)."""
+    """train.py's checks before data: the folder (Hydra would write its records into a run there before
+    train.run refused it), the values, then what needs torch (class paths, arguments)."""
+    resume.prepare(cfg)
     config.validate(cfg)
     from trainlab.train import _preflight
 
@@ -199,7 +201,7 @@ def _check_folder(cfg: DictConfig, multirun: bool) -> Path:
     """The run (or sweep) folder must be creatable: no file in its place, a parent we may write to."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     folder = Path(str(OmegaConf.select(cfg, key)))
-    if cfg.get("resume") or folder == Path("."):
+    if folder == Path("."):  # evaluate.py, predict.py
         return folder
     existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
     if not existing.is_dir():
@@ -208,13 +210,6 @@ def _check_folder(cfg: DictConfig, multirun: bool) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(key, str(folder), f"cannot be created: {existing} is not writable",
                           f"give a folder you can write to, e.g. {key}=$HOME/trainlab-runs/my-run")
-    if not multirun:
-        from trainlab.resume import RUN_FILES
-
-        taken = [name for name in RUN_FILES if (folder / name).exists()]
-        if taken:  # Hydra would write its .hydra/ records into that run before train.run refused it
-            raise ConfigError(key, str(folder), f"already holds a run ({', '.join(taken)})",
-                              f"resume={folder} to continue it, or let trainlab pick a new folder")
     return folder
 
 
