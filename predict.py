@@ -3,7 +3,7 @@ from pathlib import Path
 
 import hydra
 
-from trainlab.cli_help import fast_help
+from trainlab.cli import launch
 from trainlab.inference import predict, cli
 
 CONF = Path(__file__).resolve().parent / "conf"
@@ -15,4 +15,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    fast_help(CONF, "predict") or main()
+    launch(CONF, "predict", main)  # its checks need the checkpoint: inference.cli() makes them

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import hydra
 
-from trainlab.cli_help import fast_help
+from trainlab.cli import check_train, launch
 from trainlab.train import main as run_task
 
 CONF = Path(__file__).resolve().parent / "conf"
@@ -15,4 +15,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    fast_help(CONF, "train") or main()
+    launch(CONF, "train", main, checks=check_train)

@@ -7,6 +7,8 @@ import pytest
 import torch
 import yaml
 from conftest import CONF, write_cifar10_like, write_mnist_like
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from trainlab.train import run
 
@@ -14,11 +16,31 @@ GROUPS = ["model", "optimizer", "scheduler", "dataset", "augmentation", "trainer
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
+def composed(group: str, option: str) -> dict:
+    """The group's keys as `python train.py group=option` composes them (an option may extend another)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose("train", overrides=[f"{group}={option}"])[group], resolve=False)
+
+
 def test_every_option_in_a_group_has_the_same_keys():
     for group in GROUPS:
-        keys = {p.stem: set(yaml.safe_load(p.read_text())) for p in (CONF / group).glob("*.yaml")}
+        keys = {option: set(composed(group, option)) for g, option in OPTIONS if g == group}
         first = next(iter(keys.values()))
         assert all(k == first for k in keys.values()), f"{group}: {keys}"
+
+
+def _changes(own: dict, default: dict) -> dict:
+    return {k: _changes(v, default[k]) if isinstance(v, dict) else v for k, v in own.items() if v != default[k]}
+
+
+def test_options_extend_the_group_default_and_set_only_what_differs():
+    for group, option in [("trainer", "cpu"), ("trainer", "gpu"), ("trainer", "ddp"), ("trainer", "ddp_cpu"),
+                          ("callbacks", "early_stopping")]:
+        written = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+        assert written.pop("defaults") == ["default", "_self_"]
+        default, own = composed(group, "default"), composed(group, option)
+        assert _changes(own, default) == written, f"{group}={option}"
+    assert composed("trainer", "cpu") == {**composed("trainer", "default"), "accelerator": "cpu"}
 
 
 def _data_overrides(option: str, tmp_path, image_folder, image_csv) -> list[str]:
@@ -57,7 +79,7 @@ def test_option_trains_one_batch(group, option, cfg_factory, tmp_path, image_fol
     assert set(metrics["test"]) == test_keys
     assert all(v == v for v in metrics["test"].values())  # no NaN
     saved_group = yaml.safe_load((run_dir / "config.yaml").read_text())[group]
-    option_file = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
-    assert set(saved_group) == set(option_file)
+    option = composed(group, option)
+    assert set(saved_group) == set(option)
     if group in ("model", "optimizer", "scheduler", "augmentation", "logger"):
-        assert saved_group == option_file
+        assert saved_group == option

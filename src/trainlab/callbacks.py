@@ -14,11 +14,18 @@ import trainlab
 
 
 def process_start() -> float:
-    """When this process started (Linux: its /proc entry), else when trainlab was imported."""
+    """When this process started (Linux: the kernel's start time), else when trainlab was imported.
+
+    /proc/self/stat field 22 is the start in clock ticks since boot; measured against CLOCK_BOOTTIME
+    (the clock it counts on) rather than /proc/stat's btime, which is whole seconds.
+    """
     try:
-        return os.stat(f"/proc/{os.getpid()}").st_ctime
-    except OSError:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # after the command name
+        started_after_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22; fields[0] is field 3
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_after_boot
+    except (OSError, ValueError, IndexError, AttributeError):  # not Linux
         return trainlab.IMPORTED_AT
+    return time.time() - age if age >= 0 else trainlab.IMPORTED_AT
 
 
 class EpochHistory(L.Callback):

@@ -24,6 +24,11 @@ log = logging.getLogger("trainlab")
 
 def cli(task, cfg: DictConfig) -> None:
     """Hydra entry point of evaluate.py / predict.py: a bad input is one message and exit status 2."""
+    import lightning  # noqa: F401  (its console handlers exist once imported: quiet_lightning removes them)
+
+    from trainlab.console import quiet_lightning
+
+    quiet_lightning()
     try:
         task(cfg)
     except ConfigError as err:

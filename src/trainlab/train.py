@@ -61,7 +61,9 @@ def run(cfg: DictConfig) -> dict:
 
     import lightning as L
 
-    _quiet_lightning_console()
+    from trainlab.console import quiet_lightning
+
+    quiet_lightning()
 
     from trainlab.build import build_parts
     from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
@@ -111,14 +113,6 @@ def _hydra_choices() -> dict | None:
 
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
 
-
-def _quiet_lightning_console() -> None:
-    # Lightning adds its own console handler; Hydra's root handlers already print (and file) its records.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        lg = logging.getLogger(name)
-        if logging.getLogger().handlers:
-            for handler in list(lg.handlers):
-                lg.removeHandler(handler)
 
 
 def _best_row(cfg, rows: list[dict]) -> dict:
