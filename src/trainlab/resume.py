@@ -197,8 +197,8 @@ def _check_trains_more(cfg: DictConfig, length: dict, metrics: dict) -> None:
     if (max_epochs in (None, -1) or max_epochs > epochs) and (max_steps in (None, -1) or max_steps > steps):
         return
     key, (_, now) = next(iter(length.items()))
-    raise ConfigError(key, now, f"the run already finished after {epochs} epochs ({steps} steps) with "
-                      f"trainer.max_epochs={max_epochs} trainer.max_steps={max_steps} now, so it would train nothing",
+    raise ConfigError(key, now, f"the run already finished after {epochs} epochs ({steps} steps), which "
+                      f"trainer.max_epochs={max_epochs} trainer.max_steps={max_steps} leave nothing to train",
                       f"a larger length continues it (e.g. trainer.max_epochs={epochs + 5}), or start a new run")
 
 
