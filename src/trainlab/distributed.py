@@ -3,8 +3,9 @@ and the launch checks.
 
 trainlab uses Lightning's subprocess launcher (strategy `ddp`): rank 0 re-runs the same `train.py`
 command for the other local ranks, adding `hydra.run.dir=<rank 0's folder> hydra.output_subdir=null`,
-so every process runs this whole task and there is one run folder. (ddp_spawn would train in children
-whose callbacks and history never return to the process that writes metrics.json.)
+so every process runs this whole task and there is one run folder. Spawn- and fork-based strategies
+(ddp_spawn, ddp_fork, ddp_notebook) are refused: their children's callbacks and history never return to the
+process that writes metrics.json.
 """
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ def process_count(trainer_cfg) -> int:
 
 
 def check_launch(cfg) -> None:
-    """Refuse multi-process training where its launcher would re-run the wrong command."""
+    """Refuse multi-process training where its launcher would re-run the wrong command, or lose the results."""
+    if spawns_processes(cfg.trainer.strategy):
+        raise ConfigError("trainer.strategy", cfg.trainer.strategy, "trains in processes started by spawn or fork, "
+                          "whose callbacks and epoch history never return to the process that writes metrics.json "
+                          "(the run would end with 0 epochs recorded)",
+                          "trainer.strategy=ddp (Lightning re-runs the train.py command for each extra process)")
     count = process_count(cfg.trainer)
     if count == 1:
         return
@@ -58,6 +64,17 @@ def check_launch(cfg) -> None:
         raise ConfigError("trainer", setting, "needs the train.py command line: Lightning starts the extra "
                           "processes by re-running the command that started this one",
                           "run `python train.py trainer=ddp` (or ddp_cpu), or launch with torchrun / srun")
+
+
+def spawns_processes(strategy) -> bool:
+    """Lightning's registered strategies that start their processes with spawn or fork (ddp_spawn, ddp_fork,
+    ddp_notebook and their find_unused_parameters variants)."""
+    if not isinstance(strategy, str) or strategy in ("auto", "ddp"):
+        return False
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    entry = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}  # .get() would build the strategy
+    return entry.get("init_params", {}).get("start_method") in ("spawn", "fork", "forkserver")
 
 
 def index_sampler(size: int, train: bool, trainer, seed: int):

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import config, distributed, preflight, resume
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
+from trainlab.sweep_checks import SweepError
 from trainlab.sweep_job import assigned_device, in_multirun, record_failure
 from trainlab.trust import SESSION_KEYS
 
@@ -30,6 +31,9 @@ def main(cfg: DictConfig) -> float | None:
         if stop.status == "diverged" and in_multirun():
             return float("nan")  # one diverged job does not stop the sweep; the report lists it
         raise SystemExit(stop.exit_code) from None
+    except SweepError as err:  # the sweep itself is wrong: stop it, write nothing into the job's folder
+        log.error("Config error: %s", err)
+        raise SystemExit(2) from None
     except Exception as err:
         if not in_multirun():
             if isinstance(err, ConfigError):

@@ -63,11 +63,30 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.train_set = self._on_device(self.train_set)
+        if self._overfitting():
+            return self._overfit_loader(train=True)
         return self._loader(self.train_set, self.cfg.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
+        if self._overfitting():
+            return self._overfit_loader(train=False)
         self.val_set = self._on_device(self.val_set)
         return self._loader(self.val_set, self.cfg.eval_batch_size, train=False)
+
+    def _overfitting(self) -> bool:
+        """trainer.overfit_batches > 0 while fitting (Lightning then limits training and validation to that many)."""
+        return self.trainer is not None and self.trainer.overfit_batches > 0 and self.trainer.state.fn == "fit"
+
+    def _overfit_loader(self, train: bool) -> DataLoader:
+        """The training split in order, in training batches, for training and for validation alike: Lightning
+        keeps the first overfit_batches of each, so validation sees exactly the batches trained on (with
+        evaluation transforms). A per-sample loader with a SequentialSampler, which Lightning leaves as it is:
+        it replaces any other sampler with SequentialSampler(dataset), and the batch-at-a-time loaders (one
+        index tensor per step, batch_size=None) would then yield single images instead of batches."""
+        data = self.train_set
+        if self.per_sample:
+            data = Transformed(data, self._per_sample_transform(train))
+        return DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         self.test_set = self._on_device(self.test_set)
