@@ -233,4 +233,9 @@ def _sweep_jobs(parser, base: DictConfig, parsed) -> list[list[str]]:
     params = OmegaConf.select(base, "hydra.sweeper.params")
     arguments = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()] if params else []
     arguments += [o.input_line for o in parsed if not o.is_hydra_override()]
-    return BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)[0]
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = parser.parse_overrides(arguments)
+    for override in overrides:  # glob(*) over a group lists its options through the config loader
+        override.config_loader = GlobalHydra.instance().config_loader()
+    return BasicSweeper.split_arguments(overrides, None)[0]
