@@ -135,18 +135,24 @@ def test_gradient_histograms_are_written(cfg_factory, tmp_path):
 
 # ------------------------------------------------------------------ atomic writes, moved folder
 def test_kill_while_saving_every_step_then_move_the_folder_and_resume(tmp_path, tmpdir_elsewhere):
-    """A checkpoint every step, killed at once: last.ckpt always loads and nothing appears in $TMPDIR. The
-    folder is then moved (the original deleted) and resumed: it finishes and tests its own best file."""
+    """A checkpoint every step, killed while it writes them: last.ckpt always loads and nothing is ever
+    written to $TMPDIR. The folder is then moved (the original deleted) and resumed: it finishes and tests
+    its own best file (epoch 0's: the highest validation loss is "best", so it is chosen before the kill)."""
     first = tmp_path / "first" / "run"
-    proc = spawn(tmpdir_elsewhere, *RUN, "callbacks.checkpoint.every_n_train_steps=1", f"hydra.run.dir={first}")
-    wait_for(first / "checkpoints" / "best-epoch000.ckpt", proc)
-    seen_in_tmpdir = set()
-    while last(first)["global_step"] < 4 and proc.poll() is None:  # into epoch 1, while it writes every step
+    proc = spawn(tmpdir_elsewhere, *RUN, "monitor=val/loss", "monitor_mode=max",
+                 "callbacks.checkpoint.every_n_train_steps=1", f"hydra.run.dir={first}")
+    wait_for(first / "checkpoints" / "last.ckpt", proc)
+    seen_in_tmpdir, saves, stamp = set(), 0, None
+    while saves < 5 and proc.poll() is None:  # watch $TMPDIR through a few saves
         seen_in_tmpdir.update(p.name for p in tmpdir_elsewhere.iterdir())
+        now = (first / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+        saves, stamp = saves + (now != stamp), now
+        time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not seen_in_tmpdir
     assert last(first)["global_step"] >= 4  # readable whatever the kill interrupted
+    assert checkpoint_io.load(first / "checkpoints" / "best-epoch000.ckpt")
 
     moved = tmp_path / "moved" / "run"
     shutil.move(first, moved)
@@ -200,6 +206,7 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, tmpdir_elsewhere):
         assert "Traceback" not in out and "Logging error" not in out and "Exception in thread" not in out
         assert "No space left on device" in out
         assert last(run_dir)["epoch"] < 50
+        assert metrics(run_dir)["status"] == "disk_full"  # a failed checkpoint's temporary file freed the room
         assert temporaries(run_dir, tmpdir_elsewhere) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
@@ -228,7 +235,7 @@ def test_sigterm_during_validation_finishes_it_then_resume_equals_uninterrupted(
 def test_sigterm_during_the_final_test_then_resume_runs_only_the_test(slow_plain, tmp_path, tmpdir_elsewhere):
     run_dir = tmp_path / "test"
     proc = spawn(tmpdir_elsewhere, *SLOW, f"hydra.run.dir={run_dir}")
-    out = stop_when(proc, ["Final test with the best weights"], signal.SIGTERM)
+    out = stop_when(proc, ["Testing DataLoader 0"], signal.SIGTERM)
     assert proc.returncode == 130, out[-3000:]
     assert "training is complete" in out and f"python train.py resume={run_dir}" in out
     assert "Traceback" not in out

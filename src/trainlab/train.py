@@ -81,29 +81,29 @@ def run(cfg: DictConfig) -> dict:
         checkpoint_io.remove_partial_writes(folder)
     test, tested = {}, {}
     try:
-        with guards.stops(trainer, run_dir):
+        with guards.stops(trainer, run_dir):  # to the last file written: a full disk there is a stop too
             trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path, weights_only=True)
             if cfg.test_after_fit:
                 tested = _tested_weights(module, checkpoint, run_dir)
                 test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+            metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
+                               history.first_step_seconds, tested)
+            if pruning and pruning.pruned:
+                metrics["status"] = "pruned"
+            if trainer.is_global_zero:
+                _write_metrics(run_dir, metrics)
+                log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
     except RunStopped as stop:  # interrupted, diverged or disk full: record it, keep the checkpoints
         if stop.status == "disk_full":
             logging.raiseExceptions = False  # log files on the full disk fail quietly: the one line is below
-        metrics = _summary(cfg, checkpoint, history.rows, {}, trainer, run_dir, time.time() - started,
+        metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                            history.first_step_seconds, tested)
         metrics.update(status=stop.status, error=stop.message)
         if trainer.is_global_zero:  # as for a finished run: one writer under DDP
             _write_metrics(run_dir, metrics, stop)
             print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
         raise
-
-    metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
-                       history.first_step_seconds, tested)
-    if pruning and pruning.pruned:
-        metrics["status"] = "pruned"
     if trainer.is_global_zero:
-        _write_metrics(run_dir, metrics)
-        log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
         _print_table(metrics)
     return metrics
 
