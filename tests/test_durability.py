@@ -3,7 +3,7 @@ a full disk or a file-size limit, SIGTERM during validation and during the final
 two resumes at once; plus the final test's weights, the full history and gradient histograms."""
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import resource
 import shutil
@@ -23,10 +23,11 @@ from trainlab.config import ConfigError
 from trainlab.guards import DISK_FULL_EXIT
 from trainlab.train import run
 
-# Validation and test long enough (~1 s each here) to signal the run inside them; two steps an epoch; the
-# progress bar on, so the output says when validation starts.
-SLOW = [*[a for a in RUN if "progress_bar" not in a], "trainer.limit_train_batches=2", "dataset.eval_batch_size=4",
-        "trainer.limit_val_batches=25", "trainer.limit_test_batches=40"]
+# Two steps an epoch; validation and test of 80 one-image batches, with a progress-bar line for each batch,
+# so the output says where the run is (stop_when signals it there).
+SLOW = [*[a for a in RUN if "progress_bar" not in a], "trainer.limit_train_batches=2", "dataset.eval_batch_size=1",
+        "trainer.limit_val_batches=80", "trainer.limit_test_batches=80", "callbacks.progress_bar.refresh_rate=1",
+        "callbacks.progress_bar.min_seconds=0"]
 
 
 # ------------------------------------------------------------------ helpers
@@ -73,17 +74,22 @@ def run_files(run_dir: Path) -> dict:
 
 
 def stop_when(proc: subprocess.Popen, markers: list[str], sig: int) -> str:
-    """Read the run's output until lines have held each marker in turn, then send `sig`; the whole output.
-    (Universal newlines: each progress-bar redraw, ended by a carriage return, reads as a line.)"""
-    seen, waiting = [], list(markers)
-    for line in proc.stdout:
-        seen.append(line)
-        if waiting[0] in line:
-            waiting.pop(0)
-            if not waiting:
-                proc.send_signal(sig)
-                break
-    return "".join(seen) + proc.communicate(timeout=240)[0]
+    """Read the run's output until it has shown each marker in turn, then send `sig`; the whole output.
+
+    The pipe is shrunk to one page and read in small pieces, so the run (its progress bar writes a line
+    each batch) cannot get more than a few KB of output, some 40 batches, past the marker before the
+    signal arrives, however fast this machine is at the moment."""
+    fd = proc.stdout.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
+    seen, pos, waiting = b"", 0, [m.encode() for m in markers]
+    while waiting:
+        chunk = os.read(fd, 256)
+        assert chunk, f"run ended before {waiting[0]!r}:\n{seen.decode(errors='replace')[-3000:]}"
+        seen += chunk
+        while waiting and (found := seen.find(waiting[0], pos)) >= 0:  # each marker after the one before
+            pos = found + len(waiting.pop(0))
+    proc.send_signal(sig)
+    return seen.decode(errors="replace") + proc.communicate(timeout=240)[0]
 
 
 @pytest.fixture(scope="module")
