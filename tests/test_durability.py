@@ -58,9 +58,14 @@ def spawn(tmpdir: Path, *args: str) -> subprocess.Popen:
         os.environ.pop("TMPDIR") if old is None else os.environ.__setitem__("TMPDIR", old)
 
 
+def in_tmpdir(tmpdir: Path) -> list[str]:
+    """What is in $TMPDIR, but torch's compile-cache folder (`import lightning` creates it, empty)."""
+    return [p.name for p in tmpdir.iterdir() if not p.name.startswith("torchinductor_")]
+
+
 def temporaries(run_dir: Path, tmpdir: Path) -> list[str]:
-    """Files left in $TMPDIR, and write_atomic's hidden temporary files left in the run folder."""
-    return [str(p) for p in tmpdir.rglob("*")] + [str(p) for p in run_dir.rglob(".*.tmp")]
+    """What is left in $TMPDIR, and write_atomic's hidden temporary files left in the run folder."""
+    return in_tmpdir(tmpdir) + [str(p) for p in run_dir.rglob(".*.tmp")]
 
 
 def last(run_dir: Path) -> dict:
@@ -150,7 +155,7 @@ def test_kill_while_saving_every_step_then_move_the_folder_and_resume(tmp_path, 
     wait_for(first / "checkpoints" / "last.ckpt", proc)
     seen_in_tmpdir, saves, stamp = set(), 0, None
     while saves < 5 and proc.poll() is None:  # watch $TMPDIR through a few saves
-        seen_in_tmpdir.update(p.name for p in tmpdir_elsewhere.iterdir())
+        seen_in_tmpdir.update(in_tmpdir(tmpdir_elsewhere))
         now = (first / "checkpoints" / "last.ckpt").stat().st_mtime_ns
         saves, stamp = saves + (now != stamp), now
         time.sleep(0.001)
@@ -176,11 +181,14 @@ def test_kill_while_saving_every_step_then_move_the_folder_and_resume(tmp_path, 
 
 # ------------------------------------------------------------------ a full disk, a file-size limit
 def test_file_size_limit_keeps_the_last_good_checkpoint(tmp_path, tmpdir_elsewhere):
+    """Histograms on: at the next epoch end both TensorBoard's writer thread and the checkpoints hit the limit."""
     run_dir = tmp_path / "efbig"
-    proc = spawn(tmpdir_elsewhere, *[a for a in RUN if "max_epochs" not in a], "trainer.max_epochs=50",
-                 f"hydra.run.dir={run_dir}")
+    proc = spawn(tmpdir_elsewhere, *[a for a in RUN if "max_epochs" not in a and "histograms" not in a],
+                 "trainer.max_epochs=50", "logger.histograms=true", f"hydra.run.dir={run_dir}")
     wait_for(run_dir / "checkpoints" / "last.ckpt", proc)
-    limit = (run_dir / "checkpoints" / "last.ckpt").stat().st_size // 2  # checkpoints no longer fit; logs do
+    events = max(p.stat().st_size for p in run_dir.glob("events.out.tfevents.*"))
+    limit = events + 20_000  # less than an epoch's histograms, and than a checkpoint; logs and metrics fit
+    assert limit < (run_dir / "checkpoints" / "last.ckpt").stat().st_size
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
     time.sleep(0.2)  # a rename of a file written before the limit may still land
     kept = last(run_dir)["global_step"]

@@ -170,9 +170,10 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
     event file is flushed at most every FLUSH_SECONDS, and always at the end (finalize, flush).
 
     On a full disk TensorBoard's writer thread dies with the OSError, prints it, and raises it again at
-    every later write, flush and close. Here the thread stays quiet (_quiet_writer_thread), the next write in
-    the training process raises it once (the run stops with status disk_full), and closing the writer
-    after a failed run does not raise it again."""
+    every later write, flush and close; Lightning's log_metrics turns it into "you tried to log <value> which
+    is currently not supported". Here the thread stays quiet (_quiet_writer_thread), the next write in the
+    training process raises the OSError itself once (the run stops with status disk_full), and closing the
+    writer after a failed run does not raise it again."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +181,14 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
         if threading.excepthook is not _quiet_writer_thread:
             global _thread_hook
             _thread_hook, threading.excepthook = threading.excepthook, _quiet_writer_thread
+
+    def log_metrics(self, metrics, step=None) -> None:
+        try:
+            super().log_metrics(metrics, step)
+        except ValueError as err:
+            if is_disk_full(err.__cause__):
+                raise err.__cause__ from None
+            raise
 
     def save(self) -> None:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
@@ -204,6 +213,7 @@ _thread_hook = threading.excepthook
 def _quiet_writer_thread(args) -> None:
     # TensorBoard keeps the error and raises it in the training process at its next write: no second report.
     if is_disk_full(args.exc_value) and type(args.thread).__name__ == "_AsyncWriterThread":
+        args.exc_value.filename = args.exc_value.filename or "a TensorBoard event file"  # for the one line
         return
     _thread_hook(args)
 
