@@ -168,6 +168,8 @@ def test_kill_while_saving_every_step_then_move_the_folder_and_resume(tmp_path, 
     moved = tmp_path / "moved" / "run"
     shutil.move(first, moved)
     shutil.rmtree(tmp_path / "first")
+    partial = moved / "checkpoints" / ".last.ckpt.k1ll3d.tmp"  # as a kill during a write leaves it
+    partial.write_bytes(b"half a checkpoint")
     result = run_cli("train.py", f"resume={moved}", env=environ(tmpdir_elsewhere))
     assert result.returncode == 0, result.stderr[-3000:]
     m = metrics(moved)

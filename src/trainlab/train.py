@@ -77,8 +77,9 @@ def run(cfg: DictConfig) -> dict:
                         enable_progress_bar=cfg.callbacks.progress_bar.enabled,
                         plugins=[checkpoint_io.plugin()],  # atomic checkpoint files in their own folder
                         use_distributed_sampler=False)  # the datamodule shards per rank (distributed.py)
-    for folder in (run_dir, run_dir / "checkpoints"):  # a SIGKILL mid-write leaves its temporary file
-        checkpoint_io.remove_partial_writes(folder)
+    if distributed.launched_as_rank_zero():  # the lock holder: a SIGKILL mid-write left its temporary file
+        for folder in (run_dir, run_dir / "checkpoints"):
+            checkpoint_io.remove_partial_writes(folder)
     test, tested = {}, {}
     try:
         with guards.stops(trainer, run_dir):  # to the last file written: a full disk there is a stop too
