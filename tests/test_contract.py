@@ -117,8 +117,8 @@ CASES = [
     (["trainer.deterministic=maybe"], "trainer.deterministic"), (["trainer.benchmark=maybe"], "trainer.benchmark"),
     (["trainer.fast_dev_run=-1"], "trainer.fast_dev_run"), (["trainer.compile=maybe"], "trainer.compile"),
     (["trainer.channels_last=maybe"], "trainer.channels_last"),
-    (["+trainer.overfit_batches=-1"], "trainer.overfit_batches"),
-    (["+trainer.overfit_batches=1.5"], "trainer.overfit_batches"), (["+trainer.foo=1"], "trainer.foo"),
+    (["trainer.overfit_batches=-1"], "trainer.overfit_batches"),
+    (["trainer.overfit_batches=1.5"], "trainer.overfit_batches"), (["+trainer.foo=1"], "trainer.foo"),
     # logger
     (["logger.kind=wandb"], "logger.kind"), (["logger=csv", "logger.histograms=true"], "logger.histograms"),
     (["logger=csv", "logger.image_grid=true"], "logger.image_grid"), (["logger.histograms=maybe"], "logger.histograms"),

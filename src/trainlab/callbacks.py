@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from lightning.pytorch import callbacks as lc
 from lightning.pytorch import loggers
 
 import trainlab
+from trainlab.checkpoint_io import is_disk_full
 
 
 def process_start() -> float:
@@ -92,14 +94,38 @@ class ImageGrid(L.Callback):
 
 
 class WeightHistograms(L.Callback):
-    """Seed 000: a histogram of every parameter (and its gradient) each epoch."""
+    """Seed 000: a histogram of every parameter each epoch, and of its gradient at the epoch's last optimizer
+    step (read before the step: Lightning zeroes gradients before any epoch-end hook could see them)."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.is_last_batch:
+            writer = trainer.logger.experiment
+            for name, p in pl_module.net.named_parameters():
+                if p.grad is not None:
+                    writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         writer = trainer.logger.experiment
         for name, p in pl_module.net.named_parameters():
             writer.add_histogram(f"weights/{name}", p.detach().cpu(), trainer.current_epoch)
-            if p.grad is not None:
-                writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
+
+
+class RunCheckpoint(lc.ModelCheckpoint):
+    """ModelCheckpoint whose stored paths follow the run folder: a copied or moved run resumes and tests
+    from its own checkpoints/. (Lightning stores absolute paths; when the folder changed it keeps only
+    best_model_path, the old location's, and forgets the scores of the top k.)"""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def here(path):
+                return os.path.join(self.dirpath, os.path.basename(path)) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+                          **{key: here(state_dict.get(key)) for key in
+                             ("best_model_path", "kth_best_model_path", "last_model_path")}}
+        super().load_state_dict(state_dict)
 
 
 class ProgressBar(lc.TQDMProgressBar):
@@ -122,12 +148,12 @@ class ProgressBar(lc.TQDMProgressBar):
         return True
 
 
-def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], lc.ModelCheckpoint, EpochHistory]:
+def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], RunCheckpoint, EpochHistory]:
     cb = cfg.callbacks
-    checkpoint = lc.ModelCheckpoint(
+    # The best checkpoints, chosen at validation; last.ckpt is guards.LastCheckpoint's.
+    checkpoint = RunCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
-        monitor=cfg.monitor, mode=cfg.monitor_mode, save_top_k=cb.checkpoint.save_top_k,
-        save_last=cb.checkpoint.save_last, every_n_train_steps=cb.checkpoint.every_n_train_steps)
+        monitor=cfg.monitor, mode=cfg.monitor_mode, save_top_k=cb.checkpoint.save_top_k, save_last=False)
     history = EpochHistory()
     callbacks: list[L.Callback] = [checkpoint, history, lc.ModelSummary(max_depth=cb.model_summary.max_depth)]
     if cb.early_stopping.enabled:
@@ -148,11 +174,28 @@ FLUSH_SECONDS = 5.0
 class TensorBoardLogger(loggers.TensorBoardLogger):
     """Lightning calls save() after every log call, and TensorBoard's save waits until the event file
     is written (every trainer.log_every_n_steps steps: ~0.7 ms, 5% of a small MLP's epoch). Here the
-    event file is flushed at most every FLUSH_SECONDS, and always at the end (finalize, flush)."""
+    event file is flushed at most every FLUSH_SECONDS, and always at the end (finalize, flush).
+
+    On a full disk TensorBoard's writer thread dies with the OSError, prints it, and raises it again at
+    every later write, flush and close; Lightning's log_metrics turns it into "you tried to log <value> which
+    is currently not supported". Here the thread stays quiet (_quiet_writer_thread), the next write in the
+    training process raises the OSError itself once (the run stops with status disk_full), and closing the
+    writer after a failed run does not raise it again."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._flushed_at = -math.inf
+        if threading.excepthook is not _quiet_writer_thread:
+            global _thread_hook
+            _thread_hook, threading.excepthook = threading.excepthook, _quiet_writer_thread
+
+    def log_metrics(self, metrics, step=None) -> None:
+        try:
+            super().log_metrics(metrics, step)
+        except ValueError as err:
+            if is_disk_full(err.__cause__):
+                raise err.__cause__ from None
+            raise
 
     def save(self) -> None:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
@@ -163,8 +206,23 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
         self._flushed_at = time.monotonic()
 
     def finalize(self, status: str) -> None:
-        super().finalize(status)
-        self.flush()
+        try:
+            super().finalize(status)
+            self.flush()
+        except OSError as err:
+            if status == "success" or not is_disk_full(err):
+                raise  # a failed run's own error is already on its way
+
+
+_thread_hook = threading.excepthook
+
+
+def _quiet_writer_thread(args) -> None:
+    # TensorBoard keeps the error and raises it in the training process at its next write: no second report.
+    if is_disk_full(args.exc_value) and type(args.thread).__name__ == "_AsyncWriterThread":
+        args.exc_value.filename = args.exc_value.filename or "a TensorBoard event file"  # for the one line
+        return
+    _thread_hook(args)
 
 
 def build_logger(cfg, run_dir: Path):

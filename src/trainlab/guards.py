@@ -1,15 +1,23 @@
 """What keeps a run's work when it stops early: per-epoch seeding (exact resume at epoch boundaries),
-a non-finite-loss guard, and a graceful stop on SIGTERM / Ctrl-C that saves last.ckpt first."""
+a non-finite-loss guard, checkpoints/last.ckpt at every epoch end, a graceful stop on SIGTERM / Ctrl-C,
+and a full disk turned into a stop that keeps the last good checkpoint."""
 from __future__ import annotations
 
 import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from trainlab.checkpoint_io import is_disk_full
 from trainlab.resume import RunStopped, command
+
+DISK_FULL_EXIT = 4  # beside 2 (config error), 3 (diverged), 130 (interrupted)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -78,47 +86,120 @@ class DivergenceGuard(L.Callback):
                              "(trainer.gradient_clip_val=1.0); the last good checkpoint is kept", exit_code=3)
 
 
-class GracefulStop(L.Callback):
-    """SIGTERM or Ctrl-C: finish the current batch, save checkpoints/last.ckpt, then stop.
+class LastCheckpoint(Checkpoint):
+    """checkpoints/last.ckpt: the end of every epoch, every `every_n_train_steps` steps when set, and the
+    batch boundary where a SIGTERM / Ctrl-C stopped training.
 
-    Ctrl-C is turned into Lightning's SIGTERM flag so both stop at a batch boundary (a consistent state);
-    a second Ctrl-C interrupts at once."""
+    ModelCheckpoint's save_last writes last.ckpt only when it also saves a top-k checkpoint, so after a run's
+    best epoch last.ckpt fell behind. As a Checkpoint, Lightning runs this after the module's and the other
+    callbacks' epoch-end hooks (and after ModelCheckpoint), where ModelCheckpoint saved: the file holds the
+    same state, from which a resumed run continues exactly."""
 
-    def __init__(self, last_ckpt: Path):
-        self.last_ckpt, self.saved = last_ckpt, False
-        self._previous_sigint = None
+    def __init__(self, path: Path, periodic: bool, every_n_train_steps: int | None):
+        self.path, self.periodic, self.every_n_train_steps = path, periodic, every_n_train_steps or 0
+        self._saved_step: int | None = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        def on_sigint(signum, frame):
-            signal.signal(signal.SIGINT, self._previous_sigint or signal.default_int_handler)
-            trainer._signal_connector.received_sigterm = True
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A resumed run's last.ckpt already holds this step: a stop before the next one keeps it as it is.
+        self._saved_step = trainer.global_step if trainer.ckpt_path else None
 
-        self._previous_sigint = signal.signal(signal.SIGINT, on_sigint)
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.every_n_train_steps
+        if self.periodic and n and trainer.global_step % n == 0 and not trainer.is_last_batch:
+            self._save(trainer)  # the epoch's last batch is saved at epoch end, after validation
 
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self._restore()
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.periodic:
+            self._save(trainer)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        self._restore()
-        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
-            trainer.save_checkpoint(self.last_ckpt)  # atomic: temporary file, then rename (fsspec transaction)
-            self.saved = True
+        # Only while fitting (a stopped final test leaves the trained weights' last.ckpt alone), and never in
+        # the middle of validation (GracefulStop lets validation finish; a half-run one is not resumable).
+        if (isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.state.fn == TrainerFn.FITTING
+                and trainer.state.stage == RunningStage.TRAINING):
+            self._save(trainer)
 
-    def _restore(self) -> None:
-        if self._previous_sigint is not None:
-            signal.signal(signal.SIGINT, self._previous_sigint)
-            self._previous_sigint = None
-
-
-def build(seed: int, run_dir: Path) -> list[L.Callback]:
-    return [EpochSeeding(seed), DivergenceGuard(), GracefulStop(run_dir / "checkpoints" / "last.ckpt")]
+    def _save(self, trainer) -> None:
+        if self._saved_step != trainer.global_step and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path, weights_only=False)  # atomic (checkpoint_io.plugin)
+            self._saved_step = trainer.global_step
 
 
-def fit(trainer, module, datamodule, ckpt_path: str | None, run_dir: Path) -> None:
-    """trainer.fit, with SIGTERM / Ctrl-C turned into RunStopped("interrupted") once last.ckpt is saved."""
+class GracefulStop(L.Callback):
+    """SIGTERM or Ctrl-C, from before training to the end of the final test: stop at the next batch boundary
+    (Lightning's SIGTERM flag); a second Ctrl-C interrupts at once.
+
+    Lightning watches SIGTERM only inside trainer.fit and trainer.test (and clears its flag when each
+    starts): `catching` covers the whole span, so a signal between them (loading the best weights) still
+    stops the run with its record instead of killing it.
+
+    A signal during training's validation is held until validation ends: the epoch then ends as usual and
+    LastCheckpoint saves it, so a resumed run continues with the next epoch. (Lightning would stop mid-
+    validation, and a resumed run would skip that epoch's validation and best-checkpoint choice.)"""
+
+    def __init__(self):
+        self.received, self._held = False, False
+        self._previous: dict = {}
+
+    @contextmanager
+    def catching(self, trainer):
+        def on_signal(signum, frame):
+            if signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, self._previous[signal.SIGINT] or signal.default_int_handler)
+            self.received = True
+            trainer._signal_connector.received_sigterm = True
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            self._previous = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.received:  # before Lightning's handler was in place
+            trainer._signal_connector.received_sigterm = True
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        if self.received:  # after training ended: the test has not started, resume runs it
+            raise SIGTERMException()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and trainer.received_sigterm:
+            trainer._signal_connector.received_sigterm, self._held = False, True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._held:
+            trainer._signal_connector.received_sigterm, self._held = True, False
+
+
+def build(cfg, run_dir: Path) -> list[L.Callback]:
+    last = LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.callbacks.checkpoint.save_last,
+                          cfg.callbacks.checkpoint.every_n_train_steps)
+    return [EpochSeeding(cfg.seed), DivergenceGuard(), GracefulStop(), last]
+
+
+@contextmanager
+def stops(trainer, run_dir: Path):
+    """Training and the final test, with a signal turned into RunStopped("interrupted") and a full disk (or a
+    file-size limit) into RunStopped("disk_full"): each one line for the user, the checkpoints kept."""
+    graceful = next(cb for cb in trainer.callbacks if isinstance(cb, GracefulStop))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with graceful.catching(trainer):
+            yield
     except SIGTERMException:
-        raise RunStopped("interrupted", f"stopped by a signal at step {trainer.global_step} (epoch "
-                         f"{trainer.current_epoch}); checkpoint saved. Resume with: {command(run_dir)}",
-                         exit_code=130) from None
+        if trainer.state.fn == TrainerFn.TESTING:
+            message = (f"stopped by a signal during the final test; training is complete (checkpoints/last.ckpt "
+                       f"holds its last epoch), resume runs the test only. Resume with: {command(run_dir)}")
+        else:
+            message = (f"stopped by a signal at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                       f"checkpoint saved. Resume with: {command(run_dir)}")
+        raise RunStopped("interrupted", message, exit_code=130) from None
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise RunStopped("disk_full", f"cannot write {err.filename or 'a file'}: {err.strerror} (a full disk or a "
+                         "file-size limit); the checkpoints written before are kept. Free space, then resume "
+                         f"with: {command(run_dir)}", exit_code=DISK_FULL_EXIT) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import config, distributed, preflight, resume
+from trainlab import checkpoint_io, config, distributed, preflight, resume, run_lock
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 from trainlab.sweep_checks import SweepError
@@ -57,6 +57,7 @@ def run(cfg: DictConfig) -> dict:
         preflight.check(resolved)  # network, optimizer, scheduler, Trainer: built before any data loads
     distributed.check_launch(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    run_lock.hold(run_dir, "resume" if cfg.get("resume") else "paths.output_dir")  # one trainer per run folder
     if distributed.launched_as_rank_zero():  # DDP: only rank 0 writes the run's files
         # Without per-session handles (trust.SESSION_KEYS): config.yaml holds the run's settings only.
         settings = {k: v for k, v in resolved.items() if k not in SESSION_KEYS}
@@ -79,37 +80,69 @@ def run(cfg: DictConfig) -> dict:
     datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
 
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
-    callbacks += guards.build(cfg.seed, run_dir)
+    callbacks += guards.build(cfg, run_dir)
     logger = build_logger(cfg, run_dir)
     pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
     callbacks += [pruning] if pruning else []
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
                         enable_progress_bar=cfg.callbacks.progress_bar.enabled,
+                        plugins=[checkpoint_io.plugin()],  # atomic checkpoint files in their own folder
                         use_distributed_sampler=False)  # the datamodule shards per rank (distributed.py)
+    if distributed.launched_as_rank_zero():  # the lock holder: a SIGKILL mid-write left its temporary file
+        for folder in (run_dir, run_dir / "checkpoints"):
+            checkpoint_io.remove_partial_writes(folder)
+    test, tested = {}, {}
     try:
-        guards.fit(trainer, module, datamodule, start.ckpt_path, run_dir)
-    except RunStopped as stop:  # interrupted or diverged: record it, keep the checkpoints
-        metrics = _summary(cfg, checkpoint, history.rows, {}, trainer, run_dir, time.time() - started,
-                           history.first_step_seconds)
+        with guards.stops(trainer, run_dir):  # to the last file written: a full disk there is a stop too
+            trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path, weights_only=True)
+            if cfg.test_after_fit:
+                tested = _tested_weights(module, checkpoint, run_dir)
+                test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+            metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
+                               history.first_step_seconds, tested)
+            if pruning and pruning.pruned:
+                metrics["status"] = "pruned"
+            if trainer.is_global_zero:
+                _write_metrics(run_dir, metrics)
+                log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
+    except RunStopped as stop:  # interrupted, diverged or disk full: record it, keep the checkpoints
+        if stop.status == "disk_full":
+            logging.raiseExceptions = False  # log files on the full disk fail quietly: the one line is below
+        metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
+                           history.first_step_seconds, tested)
         metrics.update(status=stop.status, error=stop.message)
         if trainer.is_global_zero:  # as for a finished run: one writer under DDP
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            _write_metrics(run_dir, metrics, stop)
             print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
         raise
-
-    test = {}
-    if cfg.test_after_fit:
-        ckpt = "best" if checkpoint.best_model_path else None
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)[0]
-    metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
-                       history.first_step_seconds)
-    if pruning and pruning.pruned:
-        metrics["status"] = "pruned"
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
         _print_table(metrics)
     return metrics
+
+
+def _tested_weights(module, checkpoint, run_dir: Path) -> dict:
+    """Put the best checkpoint's weights in the module for the final test, and say which were tested.
+
+    Only the weights: Lightning's ckpt_path="best" would also restore the callbacks' states from that older
+    checkpoint (the epoch history would end at the best epoch)."""
+    if checkpoint.best_model_path:
+        module.load_state_dict(checkpoint_io.load(checkpoint.best_model_path, "best_checkpoint")["state_dict"])
+        log.info("Final test with the best weights (%s)", checkpoint.best_model_path)
+        return {"tested": "best", "tested_checkpoint": checkpoint.best_model_path}
+    last = run_dir / "checkpoints" / "last.ckpt"
+    log.warning("No best checkpoint (no validation ran, e.g. trainer.limit_val_batches=0): the final test "
+                "uses the last weights")
+    return {"tested": "last", "tested_checkpoint": str(last) if last.is_file() else None}
+
+
+def _write_metrics(run_dir: Path, metrics: dict, stop: RunStopped | None = None) -> None:
+    try:
+        checkpoint_io.write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    except OSError as err:
+        if stop is None or stop.status != "disk_full":
+            raise
+        stop.message += f" (metrics.json could not be written either: {err.strerror})"
+
 
 
 def _hydra_choices() -> dict | None:
@@ -127,18 +160,21 @@ def _best_row(cfg, rows: list[dict]) -> dict:
     return pick(scored, key=lambda r: r[cfg.monitor])
 
 
-def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float, first_step) -> dict:
+def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float, first_step,
+             tested: dict) -> dict:
     best = _best_row(cfg, rows)
     score = checkpoint.best_model_score
+    best_file = checkpoint.best_model_path
     return {
         "status": "ok",
         "monitor": cfg.monitor,
         "monitor_mode": cfg.monitor_mode,
         "best_score": float(score) if score is not None else best.get(cfg.monitor),
         "best_epoch": best.get("epoch"),
-        "best_checkpoint": checkpoint.best_model_path or None,
+        "best_checkpoint": best_file if best_file and Path(best_file).is_file() else None,  # a failed write: none
         "val": {k: v for k, v in best.items() if k.startswith("val/")},
         "test": {k: float(v) for k, v in test.items()},
+        **tested,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "seconds": round(seconds, 2),
