@@ -194,7 +194,7 @@ class _TrainingFlag:
     """Stands in for the Trainer's `training` flag and device so the datamodule augments as in fit."""
 
     training = True
-    world_size, global_rank, current_epoch = 1, 0, 0
+    world_size, global_rank, current_epoch, overfit_batches = 1, 0, 0, 0
 
     class strategy:  # noqa: N801
         import torch

@@ -13,16 +13,39 @@ from conftest import ROOT, TINY, run_cli
 
 from trainlab.report import load_job
 
-# adagrad + onecycle fails inside fit (Adagrad has no momentum for OneCycleLR to cycle): a real job failure.
-SWEEP = ["optimizer=adam,adagrad", "scheduler=none,onecycle"]
+# A job that fails inside fit: the user's network raises in its first training step in job 3
+# (optimizer=adagrad scheduler=step). A config mistake would be refused before any job starts (the
+# CLI pre-check), so the failure comes from the user's code at run time, as a real bug would.
+FAILING = '''
+from hydra.core.hydra_config import HydraConfig
+
+from trainlab.models import MLP
+
+
+class Net(MLP):
+    def __init__(self, fail_job=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_job = fail_job
+
+    def forward(self, x):
+        if self.training and HydraConfig.get().job.num == self.fail_job:
+            raise RuntimeError(f"injected failure in job {self.fail_job}")
+        return super().forward(x)
+'''
+SWEEP = ["optimizer=adam,adagrad", "scheduler=none,step", "model=mlp", "model.class_path=failing.Net",
+         "+model.init_args.fail_job=3"]
+FAILED_OVERRIDES = "optimizer=adagrad scheduler=step"
 SHORT = [o for o in TINY if not o.startswith(("trainer.max_epochs", "trainer.limit_train"))] + [
     "trainer.max_epochs=2", "trainer.limit_train_batches=2"]
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sweep") / "multirun"
-    result = run_cli("train.py", "-m", *SWEEP, *SHORT, f"hydra.sweep.dir={folder}")
+    base = tmp_path_factory.mktemp("sweep")
+    (base / "failing.py").write_text(FAILING)
+    folder = base / "multirun"
+    result = run_cli("train.py", "-m", *SWEEP, *SHORT, f"hydra.sweep.dir={folder}",
+                     env={"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{base}"})
     return folder, result
 
 
@@ -38,7 +61,7 @@ def test_failed_job_is_reported_and_sets_the_exit_code(sweep):
     rows = _csv(folder / "summary.csv")
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "failed"]
     failed = rows[-1]
-    assert failed["overrides"] == "optimizer=adagrad scheduler=onecycle" and "momentum" in failed["error"]
+    assert failed["overrides"] == FAILED_OVERRIDES and "injected failure in job 3" in failed["error"]
     assert "Traceback" in (folder / failed["job"] / "train.log").read_text()
     scores = [float(r["best val/acc"]) for r in rows[:3]]
     assert scores == sorted(scores, reverse=True)
@@ -49,7 +72,7 @@ def test_failed_job_is_reported_and_sets_the_exit_code(sweep):
     for name in ("loss.png", "monitor.png", "lr.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in (folder / "summary.md").read_text()
-    assert "| optimizer=adagrad scheduler=onecycle | failed |" in (folder / "summary.md").read_text()
+    assert f"| {FAILED_OVERRIDES} | failed |" in (folder / "summary.md").read_text()
 
 
 def test_report_cli_regenerates_the_same_csv(sweep, tmp_path):
@@ -91,7 +114,7 @@ def test_notebook_executes_on_the_sweep(sweep, monkeypatch):
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "optimizer=adagrad scheduler=onecycle" in text and "failed" in text
+    assert FAILED_OVERRIDES in text and "failed" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)
 
 

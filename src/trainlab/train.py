@@ -130,8 +130,8 @@ def _tested_weights(module, checkpoint, run_dir: Path) -> dict:
         log.info("Final test with the best weights (%s)", checkpoint.best_model_path)
         return {"tested": "best", "tested_checkpoint": checkpoint.best_model_path}
     last = run_dir / "checkpoints" / "last.ckpt"
-    log.warning("No best checkpoint (no validation ran, e.g. trainer.limit_val_batches=0): the final test "
-                "uses the last weights")
+    log.warning("No best checkpoint (callbacks.checkpoint.save_top_k=0, or the monitor was never logged): the "
+                "final test uses the last weights")
     return {"tested": "last", "tested_checkpoint": str(last) if last.is_file() else None}
 
 
