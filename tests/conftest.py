@@ -59,6 +59,14 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300, env: dict | None =
                           env=full_env)
 
 
+def finished_run(tmp_path_factory, name: str, *args: str) -> Path:
+    """A run of `python train.py <args>` that must end ok (module-scoped fixtures compare against it)."""
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    result = run_cli("train.py", *args, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
 # ---------------------------------------------------------------- data files in real formats
 def write_idx(path: Path, array: np.ndarray) -> None:
     """IDX format (MNIST's): magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian dims, raw bytes."""

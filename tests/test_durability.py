@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import finished_run, run_cli
 from test_resume import RUN, comparable, metrics, popen, wait_for
 from trainlab import checkpoint_io, run_lock
 from trainlab.config import ConfigError
@@ -99,10 +99,7 @@ def stop_when(proc: subprocess.Popen, markers: list[str], sig: int) -> str:
 
 @pytest.fixture(scope="module")
 def slow_plain(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("slow") / "run"
-    result = run_cli("train.py", *SLOW, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return finished_run(tmp_path_factory, "slow", *SLOW)
 
 
 # ------------------------------------------------------------------ last.ckpt, history, tested weights

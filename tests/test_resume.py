@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, finished_run, run_cli
 from trainlab import checkpoint_io
 from trainlab.config import ConfigError
 
@@ -54,10 +54,7 @@ def weights(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("plain") / "run"
-    result = run_cli("train.py", *RUN, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return finished_run(tmp_path_factory, "plain", *RUN)
 
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
