@@ -179,3 +179,16 @@ def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path, monkeypa
     second = config._run_folder(None, fresh)
     assert (first, second) == (fresh, fresh + "-1")
     assert config._run_folder(str(tmp_path / "old"), fresh) == str(tmp_path / "old")
+
+
+def test_a_claimed_folder_left_empty_is_removed_at_exit(tmp_path):
+    """OmegaConf resolves the default run/sweep dir while merging a config that replaces it (an experiment's
+    own sweep dir), and a failed start writes nothing: such claims must not litter outputs/ with empty folders."""
+    code = ("import sys; from pathlib import Path; from trainlab import config; "
+            "unused = config._run_folder(None, sys.argv[1] + '/multirun/day/12-00-00'); "
+            "used = config._run_folder(None, sys.argv[1] + '/outputs/day/12-00-00'); "
+            "(Path(used) / 'config.yaml').write_text('x')")
+    result = run_cli("-c", code, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "multirun").exists()  # the claim and the parents it made are gone
+    assert (tmp_path / "outputs" / "day" / "12-00-00" / "config.yaml").is_file()

@@ -4,6 +4,7 @@ options chosen. Only omegaconf is imported here: these checks run before torch l
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import os
 from contextlib import contextmanager
@@ -38,26 +39,41 @@ def _default_mode(monitor: str) -> str:
 
 
 _CLAIMED: dict[str, str] = {}
+_MADE: list[Path] = []  # folders the claims created (parents first): removed at exit if still empty
 
 
 def _run_folder(resume, fresh: str) -> str:
     """hydra.run.dir / hydra.sweep.dir: the folder being resumed, else `fresh` claimed with an exclusive
     mkdir (`fresh-1`, `fresh-2`... when another run took it in the same second). Memoised: Hydra
-    resolves the key more than once per process."""
+    resolves the key more than once per process. OmegaConf also resolves the default while merging a
+    config that replaces it (an experiment's sweep dir): such a claim stays empty, and is removed when the
+    process ends, as is a run folder that a failed start left empty."""
     if resume:
         return str(resume)
     if fresh not in _CLAIMED:
+        if not _MADE:
+            atexit.register(_release_empty_claims)
         candidate, n = fresh, 0
         while True:
             try:
+                missing = [p for p in (*reversed(Path(candidate).parents), Path(candidate)) if not p.exists()]
                 Path(candidate).parent.mkdir(parents=True, exist_ok=True)
                 Path(candidate).mkdir()
+                _MADE.extend(p for p in missing if p not in _MADE)
                 break
             except FileExistsError:
                 n += 1
                 candidate = f"{fresh}-{n}"
         _CLAIMED[fresh] = candidate
     return _CLAIMED[fresh]
+
+
+def _release_empty_claims() -> None:
+    for folder in reversed(_MADE):  # children before parents
+        try:
+            folder.rmdir()  # only succeeds when empty: a folder a run wrote into stays
+        except OSError:
+            pass
 
 
 def _hydra_subdir(resume) -> str:
