@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONF, ROOT, make_cfg
+from conftest import CONF, ROOT, TINY, make_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -156,6 +156,30 @@ def test_bad_input_is_one_line_naming_the_key_before_data_loads(overrides, key, 
     frames = [entry.path for entry in err.traceback]
     assert not [f for f in frames if "trainlab/data/" in str(f) or str(f).endswith("build.py")], frames
     assert not (tmp_path / "run").exists()  # nothing written: the run folder is made after the checks
+
+
+@pytest.mark.parametrize("overrides,key", CASES, ids=[_ids(c) for c in CASES])
+def test_bad_input_on_the_command_line_exits_2_with_one_line_on_stderr(overrides, key, tmp_path, image_folder,
+                                                                     monkeypatch, capsys):
+    """The same table through train.py's entry point (cli.launch, in-process to keep it fast): exit status 2,
+    one line on stderr naming the key, nothing on stdout, no traceback, no folder, and Hydra's task (which
+    would make the run folder and load the data) never starts."""
+    from trainlab.cli import check_train, launch
+
+    overrides = [o.replace(FOLDER, str(image_folder)) for o in overrides]
+    tiny = [o for o in TINY if "trainer=gpu" not in overrides]
+    monkeypatch.setattr("sys.argv", ["train.py", *tiny, *overrides, f"hydra.run.dir={tmp_path / 'out' / 'run'}"])
+
+    def task_started():
+        raise AssertionError("the pre-check let a bad input through to Hydra's task")
+
+    with pytest.raises(SystemExit) as stop:
+        launch(CONF, "train", task_started, checks=check_train)
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Config error: {key}=") and "Fix: " in lines[0], err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_the_table_covers_every_group():
