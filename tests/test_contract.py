@@ -2,6 +2,7 @@
 its key, on one line, raised before any data loads and before the run folder exists."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_bad_input_is_one_line_naming_the_key_before_data_loads(overrides, key, 
 
 @pytest.mark.parametrize("overrides,key", CASES, ids=[_ids(c) for c in CASES])
 def test_bad_input_on_the_command_line_exits_2_with_one_line_on_stderr(overrides, key, tmp_path, image_folder,
-                                                                     monkeypatch, capsys):
+                                                                     monkeypatch, capsys, caplog):
     """The same table through train.py's entry point (cli.launch, in-process to keep it fast): exit status 2,
     one line on stderr naming the key, nothing on stdout, no traceback, no folder, and Hydra's task (which
     would make the run folder and load the data) never starts."""
@@ -180,6 +181,9 @@ def test_bad_input_on_the_command_line_exits_2_with_one_line_on_stderr(overrides
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Config error: {key}=") and "Fix: " in lines[0], err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+    # Before Hydra configures logging, a library's warning record would print beside the one line.
+    noisy = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not noisy, noisy
 
 
 def test_the_table_covers_every_group():

@@ -362,13 +362,27 @@ def _unknown_fix(path: str) -> str:
 
 # ---------------------------------------------------------------- class_path + init_args
 def locate(key: str, path: str):
-    from hydra.utils import get_class
+    """The class (or function) a dotted path names. Not hydra.utils.get_class: it logs its own multi-line
+    error before raising, which would print beside trainlab's one line."""
+    import importlib
 
+    module_name, _, attr = str(path).rpartition(".")
     try:
-        return get_class(path)
-    except Exception as err:
-        raise ConfigError(key, path, f"cannot be imported ({err})",
-                          "use a full class path such as torch.optim.SGD") from None
+        if not module_name:
+            raise ImportError(f"{path!r} has no module part")
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        reason = f"no {attr!r} in module {module_name}" if isinstance(err, AttributeError) else str(err)
+        example = {"model.class_path": "trainlab.models.SeedCNN", "scheduler.class_path":
+                   "torch.optim.lr_scheduler.StepLR"}.get(key, "torch.optim.SGD")
+        raise ConfigError(key, path, f"cannot be imported ({reason})",
+                          f"a full, importable class path such as {example}") from None
+    except Exception as err:  # the module's own import-time code failed
+        raise ConfigError(key, path, f"cannot be imported ({type(err).__name__}: {err})",
+                          "check that module imports on its own: python -c 'import <module>'") from None
+    return obj
 
 
 def check_init_args(key: str, cls, init_args, reserved: tuple[str, ...]) -> None:
