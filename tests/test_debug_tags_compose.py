@@ -85,6 +85,7 @@ def nan_grad_net(tmp_path, monkeypatch) -> str:
     sys.modules.pop("nangrad", None)
 
 
+@pytest.mark.filterwarnings("ignore:Error detected in SqrtBackward0")  # torch's note of the forward call
 def test_debug_anomaly_names_the_operation_that_made_a_nan_gradient(cfg_factory, nan_grad_net):
     with pytest.raises(RuntimeError, match="SqrtBackward0.*returned nan"):
         run(cfg_factory("debug=anomaly", f"model.class_path={nan_grad_net}"))
