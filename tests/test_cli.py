@@ -8,9 +8,11 @@ import subprocess
 import time
 
 import pytest
+import yaml
 from conftest import TINY, run_cli, write_png
 
 from trainlab.callbacks import process_start
+from trainlab.config_tree import render
 
 MISTAKES = {  # overrides -> what the one line must say
     "unknown option": (["optimizer=adamax"], ["optimizer='adamax'", "did you mean optimizer=adam"]),
@@ -67,7 +69,9 @@ def test_successful_run_prints_summary_and_results_and_logs_the_rest(tiny_run):
         assert info in log
     assert "[INFO]" not in console and "INFO:" not in console and "GPU available" not in console
     assert "Tip:" not in console + log and "LeafSpec" not in console
-    lines = [line for line in console.splitlines() if line.strip() and not set(line) <= set("-")]
+    tree = render(yaml.safe_load((run / "config.yaml").read_text()))  # print_config: its lines repeat by nature
+    assert console.count(tree) == 1
+    lines = [line for line in console.replace(tree, "").splitlines() if line.strip() and not set(line) <= set("-")]
     assert len(lines) == len(set(lines)), console  # nothing printed twice
 
 

@@ -43,29 +43,33 @@ _MADE: list[Path] = []  # folders the claims created (parents first): removed at
 
 
 def _run_folder(resume, fresh: str) -> str:
-    """hydra.run.dir / hydra.sweep.dir: the folder being resumed, else `fresh` claimed with an exclusive
-    mkdir (`fresh-1`, `fresh-2`... when another run took it in the same second). Memoised: Hydra
-    resolves the key more than once per process. OmegaConf also resolves the default while merging a
-    config that replaces it (an experiment's sweep dir): such a claim stays empty, and is removed when the
-    process ends, as is a run folder that a failed start left empty."""
+    """hydra.run.dir / hydra.sweep.dir: the folder being resumed, else `fresh` claimed (claim_folder).
+    Memoised: Hydra resolves the key more than once per process. OmegaConf also resolves the default while
+    merging a config that replaces it (an experiment's sweep dir): such a claim stays empty, and is removed
+    when the process ends, as is a run folder that a failed start left empty."""
     if resume:
         return str(resume)
     if fresh not in _CLAIMED:
-        if not _MADE:
-            atexit.register(_release_empty_claims)
-        candidate, n = fresh, 0
-        while True:
-            try:
-                missing = [p for p in (*reversed(Path(candidate).parents), Path(candidate)) if not p.exists()]
-                Path(candidate).parent.mkdir(parents=True, exist_ok=True)
-                Path(candidate).mkdir()
-                _MADE.extend(p for p in missing if p not in _MADE)
-                break
-            except FileExistsError:
-                n += 1
-                candidate = f"{fresh}-{n}"
-        _CLAIMED[fresh] = candidate
+        _CLAIMED[fresh] = claim_folder(fresh)
     return _CLAIMED[fresh]
+
+
+def claim_folder(fresh: str) -> str:
+    """`fresh` made with an exclusive mkdir (`fresh-1`, `fresh-2`... when another run took it in the same
+    second): no two runs share a folder. Removed at exit if nothing was written into it."""
+    if not _MADE:
+        atexit.register(_release_empty_claims)
+    candidate, n = fresh, 0
+    while True:
+        try:
+            missing = [p for p in (*reversed(Path(candidate).parents), Path(candidate)) if not p.exists()]
+            Path(candidate).parent.mkdir(parents=True, exist_ok=True)
+            Path(candidate).mkdir()
+            _MADE.extend(p for p in missing if p not in _MADE)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{fresh}-{n}"
 
 
 def _release_empty_claims() -> None:

@@ -92,10 +92,12 @@ def summary_rows(jobs: list[dict]) -> tuple[list[dict], str | None]:
     mode = ok[0].get("monitor_mode", "max") if ok else "max"
     varying = _varying(jobs) if jobs else set()
     test_keys = sorted({k for j in jobs for k in (j.get("test") or {})})
+    tagged = any(j.get("tags") for j in jobs)
     rows = []
     for j in jobs:
         score = j.get("best_score")
         row = {"job": j["job"], "overrides": " ".join(o for o in j["overrides"] if o in varying),
+               **({"tags": ", ".join(j.get("tags") or [])} if tagged else {}),
                "status": j.get("status", "missing"), "error": j.get("error", ""),
                f"best {monitor or 'score'}": _fmt(score), "best_epoch": j.get("best_epoch", "")}
         row.update({k: _fmt((j.get("test") or {}).get(k)) for k in test_keys})

@@ -18,11 +18,12 @@ from trainlab.trust import load_stored_config
 log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
 # Config keys added after runs already existed: filled in from the current config when such a run resumes.
-LATER_KEYS = ("callbacks.progress_bar.min_seconds",)
-# What `resume=` may change (README "Resume"): how the run is shown, how often it logs, and how long it runs
-# (to continue it, finished or not). None of these changes what a training step computes. Every other
+LATER_KEYS = ("callbacks.progress_bar.min_seconds", "tags", "print_config", "trainer.profiler",
+              "trainer.detect_anomaly")
+# What `resume=` may change (README "Resume"): how the run is shown and labelled, how often it logs, and how long it
+# runs (to continue it, finished or not). None of these changes what a training step computes. Every other
 # difference from the run's config.yaml is refused by name. Each entry covers the key and everything under it.
-MAY_CHANGE = ("callbacks.progress_bar", "callbacks.model_summary", "trainer.log_every_n_steps",
+MAY_CHANGE = ("callbacks.progress_bar", "callbacks.model_summary", "print_config", "tags", "trainer.log_every_n_steps",
               "trainer.max_epochs", "trainer.max_steps", "trainer.min_epochs")
 RUN_LENGTH = ("trainer.max_epochs", "trainer.max_steps")  # the limits that end a run
 # Keys each session sets for itself (its folders, the resume flag, Hydra's and Optuna's bookkeeping).

@@ -75,6 +75,7 @@ def either(*rules: Rule) -> Rule:
     return Rule(", or ".join(r.text for r in rules), lambda v: any(r.ok(v) for r in rules))
 
 
+TEXT_LIST = Rule("a list of texts ([] for none)", lambda v: isinstance(v, list) and all(TEXT.ok(x) for x in v))
 INT_LIST = Rule("a list of integers", lambda v: isinstance(v, list) and all(integer().ok(x) for x in v))
 # Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction of them.
 BATCHES = either(integer(1), number(0, 1, open_lo=True))
@@ -132,6 +133,8 @@ KEYS: tuple[Key, ...] = (
     Key("test_after_fit", BOOL, "test_after_fit=true", "test the best checkpoint on the held-out test split at the end"),
     Key("run_name", nullable(Rule("a text or number", lambda v: isinstance(v, str) or _is_number(v))),
         "run_name=my_run", "free text stored with the run's metrics"),
+    Key("tags", TEXT_LIST, "tags=[baseline,digits]", "labels stored in metrics.json, sweep reports and TensorBoard's HPARAMS"),
+    Key("print_config", BOOL, "print_config=true", "print the resolved config as a tree when the run starts"),
     Key("resume", nullable(TEXT), "resume=outputs/2026-01-31/12-00-00",
         "a run folder to continue (with -m: a sweep folder whose unfinished jobs continue)"),
     Key("paths.data_dir", TEXT, "paths.data_dir=data", "where torchvision data sets are downloaded / looked for"),
@@ -236,6 +239,10 @@ KEYS: tuple[Key, ...] = (
     Key("trainer.overfit_batches", BATCHES_OR_OFF, "trainer.overfit_batches=0",
         "train and validate on the same N batches (int) or fraction (0: off)", optional=True),
     Key("trainer.fast_dev_run", either(BOOL, integer(0)), "trainer.fast_dev_run=false", "run N batches only, as a smoke test"),
+    Key("trainer.profiler", nullable(one_of("simple", "advanced")), "trainer.profiler=simple",
+        "Lightning's profiler; its report goes into the run folder (null: off)"),
+    Key("trainer.detect_anomaly", BOOL, "trainer.detect_anomaly=false",
+        "torch.autograd anomaly detection: names the operation that made a NaN or Inf gradient (slow)"),
     Key("trainer.compile", BOOL, "trainer.compile=false", "torch.compile the network"),
     Key("trainer.channels_last", BOOL, "trainer.channels_last=false", "NHWC memory layout for conv nets"),
     # logger

@@ -45,6 +45,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def run(cfg: DictConfig) -> dict:
+    cfg = _composed(cfg)
     start = resume.prepare(cfg)  # resume=: the run's own config and last.ckpt; a finished job is skipped
     if start.finished is not None:
         return start.finished
@@ -62,6 +63,10 @@ def run(cfg: DictConfig) -> dict:
         # Without per-session handles (trust.SESSION_KEYS): config.yaml holds the run's settings only.
         settings = {k: v for k, v in resolved.items() if k not in SESSION_KEYS}
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(settings))
+        if cfg.print_config:
+            from trainlab.config_tree import show_tree
+
+            show_tree(settings)
     started = time.time()
 
     import lightning as L
@@ -82,6 +87,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
     callbacks += guards.build(cfg, run_dir)
     logger = build_logger(cfg, run_dir)
+    if trainer_args["profiler"]:  # its report in the run folder whatever the logger (appended on resume)
+        trainer_args["profiler"] = _profiler(trainer_args["profiler"], run_dir)
     pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
     callbacks += [pruning] if pruning else []
     trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
@@ -96,7 +103,7 @@ def run(cfg: DictConfig) -> dict:
         with guards.stops(trainer, run_dir):  # to the last file written: a full disk there is a stop too
             trainer.fit(module, datamodule=datamodule, ckpt_path=start.ckpt_path, weights_only=True)
             if cfg.test_after_fit:
-                tested = _tested_weights(module, checkpoint, run_dir)
+                tested = _tested_weights(module, checkpoint, run_dir, trainer.fast_dev_run)
                 test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
             metrics = _summary(cfg, checkpoint, history.rows, test, trainer, run_dir, time.time() - started,
                                history.first_step_seconds, tested)
@@ -120,7 +127,34 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _tested_weights(module, checkpoint, run_dir: Path) -> dict:
+def _composed(cfg: DictConfig) -> DictConfig:
+    """A config from Hydra's compose API (a notebook, a test) rather than train.py: there is no run folder yet
+    (paths.output_dir reads Hydra's, unset: a new one under outputs/ is claimed, as train.py would), and
+    `compose(..., return_hydra_config=True)` leaves Hydra's own section in it (not the run's settings)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    if "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        output_dir = cfg.paths.output_dir
+    except InterpolationResolutionError:  # HydraConfig not set: not under hydra.main
+        output_dir = None
+    if output_dir is not None:
+        return cfg
+    cfg = cfg.copy()
+    folder = cfg.resume or config.claim_folder(time.strftime("outputs/%Y-%m-%d/%H-%M-%S"))
+    OmegaConf.update(cfg, "paths.output_dir", str(folder), force_add=True)
+    return cfg
+
+
+def _profiler(kind: str, run_dir: Path):
+    from lightning.pytorch.profilers import AdvancedProfiler, SimpleProfiler
+
+    cls = SimpleProfiler if kind == "simple" else AdvancedProfiler
+    return cls(dirpath=str(run_dir), filename="profiler")  # fit-profiler.txt, test-profiler.txt
+
+
+def _tested_weights(module, checkpoint, run_dir: Path, fast_dev_run: int) -> dict:
     """Put the best checkpoint's weights in the module for the final test, and say which were tested.
 
     Only the weights: Lightning's ckpt_path="best" would also restore the callbacks' states from that older
@@ -130,6 +164,9 @@ def _tested_weights(module, checkpoint, run_dir: Path) -> dict:
         log.info("Final test with the best weights (%s)", checkpoint.best_model_path)
         return {"tested": "best", "tested_checkpoint": checkpoint.best_model_path}
     last = run_dir / "checkpoints" / "last.ckpt"
+    if fast_dev_run:
+        log.info("fast_dev_run writes no checkpoint: the final test uses the last weights")
+        return {"tested": "last", "tested_checkpoint": None}
     log.warning("No best checkpoint (callbacks.checkpoint.save_top_k=0, or the monitor was never logged): the "
                 "final test uses the last weights")
     return {"tested": "last", "tested_checkpoint": str(last) if last.is_file() else None}
@@ -181,13 +218,26 @@ def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float
         "first_step_seconds": first_step,
         "run_dir": str(run_dir),
         "run_name": cfg.run_name,
+        "tags": list(cfg.tags),
+        **_debug(trainer),
         **assigned_device(),  # the CUDA device the parallel launcher gave this sweep job
         "history": rows,
     }
 
 
+def _debug(trainer) -> dict:
+    """A fast_dev_run is a smoke test, not a result: metrics.json and the results table say so."""
+    if not trainer.fast_dev_run:
+        return {}
+    n = int(trainer.fast_dev_run)
+    return {"debug": f"fast_dev_run={n}: {n} batch(es) of fit, validation and test, no checkpoint written, "
+                     "Lightning's metric logging off; a smoke test, not a result"}
+
+
 def _print_table(metrics: dict) -> None:
     lines = [f"trainlab results ({metrics['run_dir']})"]
+    if "debug" in metrics:
+        lines.append(f"  {metrics['debug']}")
     if metrics["best_score"] is not None:
         lines.append(f"  best {metrics['monitor']:<14} {metrics['best_score']:.4f}  (epoch {metrics['best_epoch']})")
     for key, value in metrics["test"].items():
