@@ -1,4 +1,5 @@
-"""Lightning callbacks built from conf/callbacks and conf/logger, plus trainlab's own small ones."""
+"""Lightning callbacks built from conf/callbacks (trainlab's own and the user's `callbacks.extra`), plus the
+TensorBoard logger trainlab builds for logger=tensorboard."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from lightning.pytorch import loggers
 
 import trainlab
 from trainlab.checkpoint_io import is_disk_full
+from trainlab.config import ConfigError
 
 
 def process_start() -> float:
@@ -83,14 +85,21 @@ class ImageGrid(L.Callback):
         self.count, self.done = count, False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.done or trainer.logger is None or not hasattr(trainer.logger.experiment, "add_image"):
+        if self.done:
             return
         import torchvision
 
         images = trainer.datamodule.augment.denormalize(batch[0][: self.count].detach().float())
         grid = torchvision.utils.make_grid(images.cpu(), nrow=8, padding=2)
-        trainer.logger.experiment.add_image("train/augmented_batch", grid, trainer.global_step)
+        for writer in _drawing(trainer):
+            writer.add_image("train/augmented_batch", grid, trainer.global_step)
         self.done = True
+
+
+def _drawing(trainer) -> list:
+    """The SummaryWriters of the run's TensorBoard loggers (not trainer.logger: with logger=[csv,tensorboard]
+    that is the CSV logger)."""
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, loggers.TensorBoardLogger)]
 
 
 class WeightHistograms(L.Callback):
@@ -99,15 +108,15 @@ class WeightHistograms(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.is_last_batch:
-            writer = trainer.logger.experiment
-            for name, p in pl_module.net.named_parameters():
-                if p.grad is not None:
-                    writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
+            for writer in _drawing(trainer):
+                for name, p in pl_module.net.named_parameters():
+                    if p.grad is not None:
+                        writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        writer = trainer.logger.experiment
-        for name, p in pl_module.net.named_parameters():
-            writer.add_histogram(f"weights/{name}", p.detach().cpu(), trainer.current_epoch)
+        for writer in _drawing(trainer):
+            for name, p in pl_module.net.named_parameters():
+                writer.add_histogram(f"weights/{name}", p.detach().cpu(), trainer.current_epoch)
 
 
 class RunCheckpoint(lc.ModelCheckpoint):
@@ -148,7 +157,9 @@ class ProgressBar(lc.TQDMProgressBar):
         return True
 
 
-def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], RunCheckpoint, EpochHistory]:
+def build_callbacks(cfg, resolved: dict, run_dir: Path, features: set[str]) -> tuple[list[L.Callback], RunCheckpoint,
+                                                                                   EpochHistory]:
+    """trainlab's callbacks, the logger switches that are on (`features`), then the user's callbacks.extra."""
     cb = cfg.callbacks
     # The best checkpoints, chosen at validation; last.ckpt is guards.LastCheckpoint's.
     checkpoint = RunCheckpoint(
@@ -161,11 +172,33 @@ def build_callbacks(cfg, run_dir: Path) -> tuple[list[L.Callback], RunCheckpoint
                                           patience=cb.early_stopping.patience, min_delta=cb.early_stopping.min_delta))
     if cb.progress_bar.enabled:
         callbacks.append(ProgressBar(cb.progress_bar.refresh_rate, cb.progress_bar.min_seconds))
-    if cfg.logger.image_grid:
+    if "image_grid" in features:
         callbacks.append(ImageGrid())
-    if cfg.logger.histograms:
+    if "histograms" in features:
         callbacks.append(WeightHistograms())
-    return callbacks, checkpoint, history
+    return callbacks + extra_callbacks(resolved["callbacks"]), checkpoint, history
+
+
+def extra_callbacks(cb: dict) -> list[L.Callback]:
+    return [cls(**args) for _, cls, args in extra_callback_classes(cb)]
+
+
+def extra_callback_classes(cb: dict) -> list[tuple[str, type, dict]]:
+    """callbacks.extra: {name: {class_path, init_args}} as (key, class, init_args), each a Lightning Callback
+    whose init_args fit its signature (the pre-flight also builds each one, before any data loads)."""
+    from trainlab.schema import check_init_args, locate
+
+    found = []
+    for name, spec in (cb.get("extra") or {}).items():
+        key = f"callbacks.extra.{name}"
+        cls = locate(f"{key}.class_path", spec["class_path"])
+        if not (isinstance(cls, type) and issubclass(cls, L.Callback)):
+            raise ConfigError(f"{key}.class_path", spec["class_path"], "is not a Lightning callback class",
+                              "a subclass of lightning.pytorch.Callback, e.g. "
+                              "lightning.pytorch.callbacks.LearningRateMonitor")
+        check_init_args(key, cls, spec["init_args"], ())
+        found.append((key, cls, spec["init_args"]))
+    return found
 
 
 FLUSH_SECONDS = 5.0
@@ -182,8 +215,8 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
     training process raises the OSError itself once (the run stops with status disk_full), and closing the
     writer after a failed run does not raise it again."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, save_dir, **kwargs):  # save_dir named: trainlab passes the run folder to loggers taking it
+        super().__init__(save_dir, **kwargs)
         self._flushed_at = -math.inf
         if threading.excepthook is not _quiet_writer_thread:
             global _thread_hook
@@ -223,34 +256,3 @@ def _quiet_writer_thread(args) -> None:
         args.exc_value.filename = args.exc_value.filename or "a TensorBoard event file"  # for the one line
         return
     _thread_hook(args)
-
-
-def build_logger(cfg, run_dir: Path):
-    if cfg.logger.kind == "csv":
-        return loggers.CSVLogger(save_dir=str(run_dir), name="", version="")
-    # Event files directly in the run folder, beside config.yaml and metrics.json.
-    return TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
-
-
-def flat_hparams(config: dict, prefix: str = "") -> dict:
-    """Config flattened to scalar values for TensorBoard's HPARAMS tab."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_hparams(value, name + "."))
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            out[name] = "null" if value is None else value
-        else:
-            out[name] = str(value)
-    return out
-
-
-def log_final_hparams(logger, config: dict, metrics: dict) -> None:
-    """TensorBoard's HPARAMS tab: the flattened config with the run's final val/test metrics."""
-    if not isinstance(logger, TensorBoardLogger):
-        return
-    params = flat_hparams({k: v for k, v in config.items() if k not in ("paths",)})
-    logger.log_hyperparams(params, metrics={f"hparam/{k}": v for k, v in metrics.items()})
-    logger.flush()
-

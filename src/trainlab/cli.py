@@ -112,11 +112,22 @@ def _groups(conf: Path) -> dict[str, list[str]]:
             for p in conf.rglob("*") if p.is_dir()}
 
 
+LIST_GROUPS = ("logger", "callbacks")  # options that compose: logger=[tensorboard,csv]
+
+
 def _check_group_values(conf: Path, parsed) -> None:
-    # Hydra fails with a bare ValueError or TypeError when a group is given a number or a list.
+    # Hydra fails with a bare ValueError or TypeError when a group is given a number or a list (a list of options
+    # is one of Hydra's own only where trainlab's options are made to compose).
     groups = _groups(conf)
     for o in parsed:
-        if o.key_or_group in groups and not o.is_sweep_override() and not isinstance(o.value(), (str, type(None))):
+        if o.key_or_group not in groups or o.is_sweep_override():
+            continue
+        value = o.value()
+        if isinstance(value, list) and o.key_or_group in LIST_GROUPS:
+            for option in value:
+                if not isinstance(option, str) or option not in groups[o.key_or_group]:
+                    raise _unknown_option(o.key_or_group, str(option), groups[o.key_or_group])
+        elif not isinstance(value, (str, type(None))):
             raise _unknown_option(o.key_or_group, o.get_value_element_as_str(), groups[o.key_or_group])
 
 

@@ -48,6 +48,7 @@ def check(resolved: dict) -> None:
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
+        _loggers_and_callbacks(resolved)
     _PASSED.add(memo)
 
 
@@ -122,6 +123,23 @@ def _trainer(args: dict) -> None:
     args = {k: v for k, v in args.items() if k not in ("compile", "channels_last")}  # trainlab's, not Lightning's
     _built_or_blamed("trainer", L.Trainer, args, lambda a: L.Trainer(
         **a, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False))
+
+
+def _loggers_and_callbacks(resolved: dict) -> None:
+    """Logger classes and their init_args (not built: a logger may open files or a service), the switches
+    they can draw, and each of callbacks.extra built once."""
+    from trainlab import loggers
+    from trainlab.callbacks import extra_callback_classes
+
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    loggers.features(resolved["logger"])
+    for key, cls, args in extra_callback_classes(resolved["callbacks"]):
+        _built_or_blamed(key, cls, args, lambda a, cls=cls: cls(**a))
+        if issubclass(cls, LearningRateMonitor) and not loggers.entries(resolved["logger"]):  # Lightning: at fit
+            raise ConfigError(f"{key}.class_path", resolved["callbacks"]["extra"][key.rsplit(".", 1)[1]]["class_path"],
+                              "writes to the run's loggers, and logger=none chose none",
+                              f"logger=tensorboard (or any logger), or remove {key}")
 
 
 def _built_or_blamed(section: str, cls, args: dict, build):

@@ -107,7 +107,6 @@ class Used:
 PLATEAU_ONLY = Used(_plateau, "only the plateau scheduler (ReduceLROnPlateau) reads it")
 CSV_ONLY = Used(lambda c: _dataset(c) == "image_csv", "only dataset=image_csv reads it")
 FILES_ONLY = Used(lambda c: _dataset(c) in FILE_DATASETS, "only dataset=image_folder and image_csv read it")
-TENSORBOARD_ONLY = Used(lambda c: c.logger.kind == "tensorboard", "needs TensorBoard (logger=tensorboard)", False)
 
 
 @dataclass(frozen=True)
@@ -245,12 +244,16 @@ KEYS: tuple[Key, ...] = (
         "torch.autograd anomaly detection: names the operation that made a NaN or Inf gradient (slow)"),
     Key("trainer.compile", BOOL, "trainer.compile=false", "torch.compile the network"),
     Key("trainer.channels_last", BOOL, "trainer.channels_last=false", "NHWC memory layout for conv nets"),
-    # logger
-    Key("logger.kind", one_of("tensorboard", "csv"), "logger.kind=tensorboard", "event files or a metrics.csv"),
-    Key("logger.histograms", BOOL, "logger.histograms=false", "weight and gradient histograms every epoch",
-        used=TENSORBOARD_ONLY),
-    Key("logger.image_grid", BOOL, "logger.image_grid=false", "a grid of augmented training images, once",
-        used=TENSORBOARD_ONLY),
+    # logger: named loggers (conf/logger options, composed by logger=[a,b]) beside two switches
+    Key("logger.histograms", BOOL, "logger.histograms=false",
+        "weight and gradient histograms every epoch (needs a TensorBoard logger)"),
+    Key("logger.image_grid", one_of(True, False, "auto"), "logger.image_grid=auto",
+        "a grid of augmented training images, once (auto: when a TensorBoard logger is chosen)"),
+    Key("logger.<name>.class_path", TEXT, "+logger.<name>.class_path=lightning.pytorch.loggers.CSVLogger",
+        "a Lightning logger class (conf/logger/ has tensorboard, csv, wandb, mlflow); trainlab passes it "
+        "save_dir (the run folder) when it takes one"),
+    Key("logger.<name>.init_args", MAPPING, "+logger.<name>.init_args={}",
+        "the logger's own arguments (checked against its signature)"),
     # callbacks
     Key("callbacks.checkpoint.save_top_k", integer(-1), "callbacks.checkpoint.save_top_k=1",
         "best checkpoints kept, by monitor (-1: all)"),
@@ -269,8 +272,15 @@ KEYS: tuple[Key, ...] = (
         "and at least this long between redraws (0: no limit)"),
     Key("callbacks.model_summary.max_depth", integer(-1), "callbacks.model_summary.max_depth=1",
         "model summary printed at start (-1: all layers, 0: none)"),
+    Key("callbacks.extra.<name>.class_path", TEXT,
+        "+callbacks.extra.<name>.class_path=lightning.pytorch.callbacks.LearningRateMonitor",
+        "a Lightning callback class, added after trainlab's own"),
+    Key("callbacks.extra.<name>.init_args", MAPPING, "+callbacks.extra.<name>.init_args={}",
+        "the callback's own arguments (checked against its signature, then built once before any data loads)"),
 )
 BY_PATH = {k.path: k for k in KEYS}
+# Sections whose entries the user names (`<name>` in KEYS): each entry is a class_path + init_args pair.
+NAMED = ("logger", "callbacks.extra")
 SECTIONS = {".".join(k.path.split(".")[:n]) for k in KEYS for n in range(1, k.path.count(".") + 1)}
 
 
@@ -287,26 +297,32 @@ def check(cfg: DictConfig) -> None:
     where nothing reads it. Cross-key relations are config.validate's."""
     _check_known(cfg, "")
     for key in KEYS:
-        node, name = _parent(cfg, key.path)
-        if node is None or name not in node.keys():  # `in` is False for a ??? value
-            if key.optional:
-                continue
-            raise ConfigError(key.path, None, "is missing from the config", key.fix)
-        if OmegaConf.is_missing(node, name):
-            if key.used and not key.used.test(cfg):
-                continue
-            raise ConfigError(key.path, "???", f"is required{_with(cfg, key)}", key.fix)
-        if _hydra_interpolation(node, name):  # paths.output_dir before Hydra has set it
-            continue
-        value = _plain(node[name])
-        if not key.rule.ok(value):
-            raise ConfigError(key.path, value, f"must be {key.rule.text}", key.fix)
+        for path in _concrete(cfg, key.path):
+            _check_key(cfg, key, path)
+
+
+def _check_key(cfg, key: Key, path: str) -> None:
+    fix = key.fix.replace("<name>", path.split(".")[-2]) if "<name>" in key.path else key.fix
+    node, name = _parent(cfg, path)
+    if node is None or name not in node.keys():  # `in` is False for a ??? value
+        if key.optional:
+            return
+        raise ConfigError(path, None, "is missing from the config", fix)
+    if OmegaConf.is_missing(node, name):
         if key.used and not key.used.test(cfg):
-            if value != key.used.off:
-                raise ConfigError(key.path, value, f"is not read here: {key.used.why}",
-                                  f"{key.path}={show(key.used.off)}, or remove it")
-        elif key.needed and value is None:
-            raise ConfigError(key.path, None, f"is required{_with(cfg, key)}", key.fix)
+            return
+        raise ConfigError(path, "???", f"is required{_with(cfg, key)}", fix)
+    if _hydra_interpolation(node, name):  # paths.output_dir before Hydra has set it
+        return
+    value = _plain(node[name])
+    if not key.rule.ok(value):
+        raise ConfigError(path, value, f"must be {key.rule.text}", fix)
+    if key.used and not key.used.test(cfg):
+        if value != key.used.off:
+            raise ConfigError(path, value, f"is not read here: {key.used.why}",
+                              f"{path}={show(key.used.off)}, or remove it")
+    elif key.needed and value is None:
+        raise ConfigError(path, None, f"is required{_with(cfg, key)}", fix)
 
 
 def _with(cfg, key: Key) -> str:
@@ -333,17 +349,43 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
+def declared(path: str) -> str:
+    """The KEYS path of a config path: an entry of a NAMED section stands for `<name>`."""
+    for section in NAMED:
+        if path.startswith(section + "."):
+            name, *rest = path[len(section) + 1:].split(".")
+            if f"{section}.{name}" not in BY_PATH:
+                return ".".join([section, "<name>", *rest])
+    return path
+
+
+def _concrete(cfg, path: str) -> list[str]:
+    """A KEYS path as the config's paths: one per named entry present for `<name>`."""
+    if "<name>" not in path:
+        return [path]
+    section = path.split(".<name>")[0]
+    node = OmegaConf.select(cfg, section, default=None)
+    names = [n for n in node if f"{section}.{n}" not in BY_PATH] if isinstance(node, DictConfig) else []
+    return [path.replace("<name>", str(n)) for n in names]
+
+
 def _check_known(node: DictConfig, prefix: str) -> None:
     """Every key of the config is declared: a misspelled or invented key would otherwise be ignored."""
     for name in node:
         path = f"{prefix}{name}"
-        if path in BY_PATH:
+        if declared(path) in BY_PATH:
             continue
-        if path in SECTIONS:
+        if declared(path) in SECTIONS:
             child = node._get_node(name)
+            if not isinstance(child, DictConfig) and declared(path) != path:  # logger.kind=wandb (older shape)
+                section, value = path.rsplit(".", 1)[0], _plain(node[name])
+                option = f"choose an option, e.g. {section}={value} (conf/{section}/), or " if "." not in section else ""
+                raise ConfigError(path, value, f"is not an entry of {section}: each entry is a named "
+                                  "class_path + init_args mapping",
+                                  f"{option}+{path}={{class_path: <class>, init_args: {{}}}}")
             if not isinstance(child, DictConfig):
                 raise ConfigError(path, _plain(node[name]), "is a group of keys, not a value",
-                                  f"set one of its keys, e.g. {_first_key(path)}")
+                                  f"set one of its keys, e.g. {_first_key(declared(path))}")
             _check_known(child, path + ".")
             continue
         while isinstance(node._get_node(name), DictConfig) and len(node[name]):  # name the first leaf: +optimzer.lr
@@ -357,6 +399,7 @@ def _first_key(section: str) -> str:
 
 
 def _unknown_fix(path: str) -> str:
+    path = declared(path)
     close = difflib.get_close_matches(path, list(BY_PATH), n=3, cutoff=0.6)
     section = path.rsplit(".", 1)[0] if "." in path else ""
     siblings = sorted({k.path[len(section) + 1:].split(".")[0] for k in KEYS if k.path.startswith(section + ".")})

@@ -76,23 +76,23 @@ def run(cfg: DictConfig) -> dict:
     quiet_lightning()
 
     from trainlab.build import build_parts
-    from trainlab.callbacks import build_callbacks, build_logger, log_final_hparams
-    from trainlab import guards
+    from trainlab.callbacks import build_callbacks
+    from trainlab import guards, loggers
     from trainlab.pruning import OptunaPruning
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg, resolved)  # datamodule (set up), network, TrainModule: shared with inference.py
     datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
 
-    callbacks, checkpoint, history = build_callbacks(cfg, run_dir)
+    callbacks, checkpoint, history = build_callbacks(cfg, resolved, run_dir, loggers.features(resolved["logger"]))
     callbacks += guards.build(cfg, run_dir)
-    logger = build_logger(cfg, run_dir)
+    built_loggers = loggers.build(resolved["logger"], run_dir)
     if trainer_args["profiler"]:  # its report in the run folder whatever the logger (appended on resume)
         trainer_args["profiler"] = _profiler(trainer_args["profiler"], run_dir)
     pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
     callbacks += [pruning] if pruning else []
-    trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir),
-                        enable_progress_bar=cfg.callbacks.progress_bar.enabled,
+    trainer = L.Trainer(**trainer_args, logger=built_loggers or False, callbacks=callbacks,
+                        default_root_dir=str(run_dir), enable_progress_bar=cfg.callbacks.progress_bar.enabled,
                         plugins=[checkpoint_io.plugin()],  # atomic checkpoint files in their own folder
                         use_distributed_sampler=False)  # the datamodule shards per rank (distributed.py)
     if distributed.launched_as_rank_zero():  # the lock holder: a SIGKILL mid-write left its temporary file
@@ -111,7 +111,8 @@ def run(cfg: DictConfig) -> dict:
                 metrics["status"] = "pruned"
             if trainer.is_global_zero:
                 _write_metrics(run_dir, metrics)
-                log_final_hparams(logger, resolved, {**metrics["val"], **metrics["test"]})
+                loggers.log_final_hparams(built_loggers, resolved, {**metrics["val"], **metrics["test"]},
+                                          trainer.global_step)
     except RunStopped as stop:  # interrupted, diverged or disk full: record it, keep the checkpoints
         if stop.status == "disk_full":
             logging.raiseExceptions = False  # log files on the full disk fail quietly: the one line is below
@@ -122,6 +123,8 @@ def run(cfg: DictConfig) -> dict:
             _write_metrics(run_dir, metrics, stop)
             print(f"trainlab: run {stop.status}: {stop.message}", flush=True)
         raise
+    finally:
+        loggers.close(built_loggers)
     if trainer.is_global_zero:
         _print_table(metrics)
     return metrics

@@ -42,6 +42,7 @@ def load_stored_config(path) -> DictConfig:
     data = _literal(data, "", path)
     for key in SESSION_KEYS:
         data.pop(key, None)
+    _upgrade(data)
     check_class_paths(data, path)
     try:
         return OmegaConf.create(data)
@@ -67,6 +68,22 @@ def _literal(node, key: str, path: Path):
     if isinstance(node, str):
         return _BEFORE_INTERPOLATION.sub(lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", node)
     return node
+
+
+# Runs stored before the logger seam: logger.kind named one of these (today's conf/logger entries).
+OLD_LOGGER_KINDS = {
+    "tensorboard": {"class_path": "trainlab.callbacks.TensorBoardLogger",
+                    "init_args": {"name": "", "version": "", "default_hp_metric": False}},
+    "csv": {"class_path": "trainlab.loggers.CSVLogger", "init_args": {"name": "", "version": ""}},
+}
+
+
+def _upgrade(data: dict) -> None:
+    """An older config.yaml's `logger: {kind: csv, ...}` as today's `logger: {csv: {class_path, ...}, ...}`."""
+    logger = data.get("logger")
+    if isinstance(logger, dict) and logger.get("kind") in OLD_LOGGER_KINDS:
+        kind = logger.pop("kind")
+        logger[kind] = OLD_LOGGER_KINDS[kind]
 
 
 def trusted_prefixes() -> tuple[str, ...]:
