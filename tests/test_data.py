@@ -55,6 +55,11 @@ def test_cifar10_reads_python_batches(cfg_factory, tmp_path):
 def test_image_folder_reads_pngs_per_class(cfg_factory, image_folder):
     dm = datamodule(cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=20"))
     assert dm.classes == ["class_0", "class_1", "class_2"]
+    # The pre-flight counts the same classes before any image loads (its top_k check and dummy network).
+    from trainlab import config, preflight
+
+    cfg = cfg_factory("dataset=image_folder", f"dataset.root={image_folder}", "dataset.image_size=16")
+    assert preflight.num_outputs(config.plain(cfg)) == 3
     assert len(dm.train_set) + len(dm.val_set) + len(dm.test_set) == 24
     assert dm.train_set.images.shape[1:] == (3, 20, 20)
 

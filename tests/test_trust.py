@@ -457,3 +457,20 @@ def test_storage_password_is_never_written(tmp_path, postgres_url):  # noqa: F81
     assert "postgres:***@" in (tmp_path / "sweep" / "0" / ".hydra" / "overrides.yaml").read_text()
     for path in (tmp_path / "sweep").rglob("*"):  # overrides, Hydra's records, config.yaml, metrics, logs
         assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+
+
+def test_stored_overrides_stay_literal(tmp_path, monkeypatch):
+    """A job's .hydra/overrides.yaml from a shared sweep folder (read by the resumed sweep's identity check
+    and by the report) is read as typed: no resolver runs."""
+    from trainlab import report
+    from trainlab.trust import load_stored_overrides
+
+    monkeypatch.setenv("TRAINLAB_TEST_SECRET", "s3cret")
+    planted = tmp_path / "planted"
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    typed = [f"optimizer.lr=${{trainlab.run_folder:null,{planted}}}", "run_name=${oc.env:TRAINLAB_TEST_SECRET}"]
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(typed))
+    assert load_stored_overrides(job / ".hydra" / "overrides.yaml") == typed
+    assert report.load_job(job)["overrides"] == typed
+    assert not planted.exists()

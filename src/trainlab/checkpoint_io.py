@@ -19,8 +19,9 @@ def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in DISK_FULL
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Replace `path` with `data`, never leaving a partial file: a temporary file beside it (same filesystem,
+def write_atomic(path, data) -> None:
+    """Replace `path` with `data` (bytes, or a function that writes into the open binary file: no second copy
+    of a large object in memory), never leaving a partial file: a temporary file beside it (same filesystem,
     so the rename is atomic), flushed and fsynced, then os.replace and an fsync of the folder so the rename
     survives a power cut. The temporary file is removed on any failure (a full disk, a signal's exception)."""
     path = Path(path)
@@ -28,7 +29,7 @@ def write_atomic(path, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

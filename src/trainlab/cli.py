@@ -240,12 +240,11 @@ def _sweep_jobs(parser, base: DictConfig, parsed) -> list[list[str]]:
     """Each job's overrides as Hydra's BasicSweeper makes them: the config's sweeper params, then the
     command line's task overrides, as a cartesian product."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
 
     params = OmegaConf.select(base, "hydra.sweeper.params")
     arguments = [f"{k}={v}" for k, v in OmegaConf.to_container(params).items()] if params else []
     arguments += [o.input_line for o in parsed if not o.is_hydra_override()]
-    from hydra.core.global_hydra import GlobalHydra
-
     overrides = parser.parse_overrides(arguments)
     for override in overrides:  # glob(*) over a group lists its options through the config loader
         override.config_loader = GlobalHydra.instance().config_loader()

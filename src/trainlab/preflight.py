@@ -57,7 +57,9 @@ def num_outputs(resolved: dict) -> int:
     if resolved["task"] == "regression":
         return 1
     if ds["name"] == "image_folder":
-        return sum(1 for p in Path(ds["root"]).iterdir() if p.is_dir())
+        from trainlab.data.sources import class_folders
+
+        return len(class_folders(ds["root"]))
     if ds["name"] == "image_csv":
         with open(ds["csv_file"], newline="") as f:
             return len({row[ds["target_column"]] for row in csv.DictReader(f)})

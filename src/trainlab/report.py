@@ -40,11 +40,10 @@ def _overrides(job: Path) -> list[str]:
     path = job / ".hydra" / "overrides.yaml"
     if not path.exists():
         return []
-    import yaml
+    from trainlab.trust import load_stored_overrides
 
-    # Plain YAML: the overrides as typed (OmegaConf would resolve a `${...}` in them, a shared folder's too).
     # The Optuna sweeper's trial handle and resume= say how a job ran, not what it tried.
-    return [str(o) for o in yaml.safe_load(path.read_text()) or [] if not str(o).lstrip("+").startswith(INTERNAL_KEYS)]
+    return [o for o in load_stored_overrides(path) if not o.lstrip("+").startswith(INTERNAL_KEYS)]
 
 
 def load_job(job: Path) -> dict:

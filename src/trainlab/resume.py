@@ -10,10 +10,9 @@ from pathlib import Path
 
 from omegaconf import Container, DictConfig, OmegaConf, open_dict
 
-from trainlab import sweep_checks
+from trainlab import sweep_checks, trust
 from trainlab.config import ConfigError
 from trainlab.sweep_job import in_multirun
-from trainlab.trust import load_stored_config
 
 log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
@@ -27,7 +26,7 @@ MAY_CHANGE = ("callbacks.progress_bar", "callbacks.model_summary", "print_config
               "trainer.max_epochs", "trainer.max_steps", "trainer.min_epochs")
 RUN_LENGTH = ("trainer.max_epochs", "trainer.max_steps")  # the limits that end a run
 # Keys each session sets for itself (its folders, the resume flag, Hydra's and Optuna's bookkeeping).
-SESSION_KEYS = ("resume", "paths", "hydra", "optuna_trial")
+SESSION_KEYS = ("resume", "paths", "hydra", *trust.SESSION_KEYS)
 _ABSENT = object()
 
 
@@ -105,7 +104,7 @@ def _read_metrics(run_dir: Path) -> dict:
 def _stored_config(cfg: DictConfig, stored: Path) -> tuple[DictConfig, dict]:
     """The run's own config.yaml with this session's paths and the changes MAY_CHANGE allows (also returned,
     as {key: (stored, new)}); any other override that contradicts it is an error."""
-    old = load_stored_config(stored)  # literal data: no resolver, no _target_, trusted class paths only
+    old = trust.load_stored_config(stored)  # literal data: no resolver, no _target_, trusted class paths only
     changed = changes(old, cfg, _overrides(), _groups())
     with open_dict(old):
         old.paths = cfg.paths

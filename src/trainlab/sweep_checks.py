@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from trainlab.config import ConfigError
+from trainlab.trust import SESSION_KEYS, load_stored_overrides
 
 # Job overrides that are no part of a job's identity: the resume flag, Hydra's and Optuna's bookkeeping.
-NOT_IDENTITY = ("resume", "hydra", "optuna_trial")
+NOT_IDENTITY = ("resume", "hydra", *SESSION_KEYS)
 
 
 class SweepError(ConfigError):
@@ -24,7 +23,7 @@ def check_job_identity(job_dir: Path) -> None:
     stored = job_dir / ".hydra" / "overrides.yaml"
     if not stored.is_file():  # a job the interrupted sweep never started
         return
-    before, now = _identity(OmegaConf.load(stored)), _identity(HydraConfig.get().overrides.task)
+    before, now = _identity(load_stored_overrides(stored)), _identity(HydraConfig.get().overrides.task)
     if before != now:
         raise SweepError("resume", str(job_dir), f"this job folder was run with {' '.join(before - now) or '(none)'}, "
                          f"this sweep gives it {' '.join(now - before) or '(none)'}",

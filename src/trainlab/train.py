@@ -184,12 +184,10 @@ def _write_metrics(run_dir: Path, metrics: dict, stop: RunStopped | None = None)
         stop.message += f" (metrics.json could not be written either: {err.strerror})"
 
 
-
 def _hydra_choices() -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else None
-
 
 
 def _best_row(cfg, rows: list[dict]) -> dict:

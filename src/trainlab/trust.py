@@ -86,6 +86,15 @@ def _upgrade(data: dict) -> None:
         logger[kind] = OLD_LOGGER_KINDS[kind]
 
 
+def load_stored_overrides(path) -> list[str]:
+    """A job's .hydra/overrides.yaml as the strings that were typed: plain YAML (iterating OmegaConf's list
+    would resolve a `${...}` in them, a shared folder's too)."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
 def trusted_prefixes() -> tuple[str, ...]:
     extra = os.environ.get(TRUSTED_ENV, "")
     return TRUSTED_MODULES + tuple(p.strip().rstrip(".") for p in extra.split(",") if p.strip().rstrip("."))

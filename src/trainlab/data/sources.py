@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from trainlab.checkpoint_io import write_atomic
 from trainlab.config import TORCHVISION_FOLDERS, ConfigError
 from trainlab.data import bad_inputs
 
@@ -202,10 +203,15 @@ def _fetch(ds, make, name: str):
                           f"into {folder}") from None
 
 
+def class_folders(root) -> list[str]:
+    """The class names of an image folder: its sub-folders, sorted. Hidden folders are not classes: .git,
+    .ipynb_checkpoints, or the .trainlab_cache of earlier versions."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _image_folder(ds, task) -> Source:
     root = Path(str(ds.root))
-    # Hidden folders are not classes: .git, .ipynb_checkpoints, or the .trainlab_cache of earlier versions.
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root)
     paths, targets = [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -270,7 +276,8 @@ def _cached_decode(ds, files: FileImages, cache_dir: str | None) -> torch.Tensor
     images = files.to_memory().images
     if cache is not None:
         try:
-            _write_atomic(cache, {"images": images})
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, lambda f: torch.save({"images": images}, f))
         except OSError as err:  # read-only or unusable cache folder: run without the cache
             log.info("image cache not written (%s): %s", cache, err)
             return images
@@ -279,24 +286,6 @@ def _cached_decode(ds, files: FileImages, cache_dir: str | None) -> torch.Tensor
             if stale != cache and own.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
     return images
-
-
-def _write_atomic(target: Path, obj) -> None:
-    """torch.save through a temporary file of this process's own beside the target, then os.replace."""
-    import os
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)  # atomic: a reader never sees half a file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _LOADERS = {"digits": _digits, "mnist": _torchvision, "fashion_mnist": _torchvision, "cifar10": _cifar10,
