@@ -12,12 +12,12 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, TINY, run_cli
+from conftest import CONF, TINY, run_cli, write_png
 from trainlab import cli, config
 from trainlab.cli_help import fast_help
 from trainlab.config import ConfigError
 from trainlab.config_folders import ENV
-from trainlab.inference import evaluate
+from trainlab.inference import evaluate, predict
 from trainlab.trust import TRUSTED_ENV
 
 # A network of the user's own: it takes the build arguments trainlab passes, plus its own `hidden`.
@@ -130,7 +130,7 @@ def test_help_lists_the_folders_options(folder, capsys):
 
 def test_a_run_with_the_folder_evaluates_without_it(tmp_path, monkeypatch):
     """python train.py --config-dir <folder> model=my_mlp ... as a user types it; then its stored config (plain
-    data, the class path and not the folder) re-tests the checkpoint with no folder given."""
+    data, the class path and not the folder) re-tests the checkpoint and predicts with no folder given."""
     folder = user_folder(tmp_path)
     run_dir = tmp_path / "run"
     result = run_cli("train.py", "--config-dir", str(folder), "model=my_mlp", "experiment=tiny_digits",
@@ -148,4 +148,7 @@ def test_a_run_with_the_folder_evaluates_without_it(tmp_path, monkeypatch):
     monkeypatch.setenv(TRUSTED_ENV, "my_nets")  # a class path read back from a run folder must be trusted
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         result = evaluate(compose("evaluate", [f"ckpt={metrics['tested_checkpoint']}"]))
+        write_png(tmp_path / "images" / "a.png", 100, rgb=False)
+        predictions = predict(compose("predict", [f"ckpt={metrics['tested_checkpoint']}", f"input={tmp_path / 'images'}"]))
     assert result["test"] == pytest.approx(metrics["test"], rel=1e-6)
+    assert predictions.read_text().splitlines()[1].startswith("a.png,")
