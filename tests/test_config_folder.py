@@ -126,6 +126,8 @@ def test_help_lists_the_folders_options(folder, capsys):
     assert f"model: cnn (hidden: trainlab has one of that name), my_mlp  [your folder {folder}]" in out
     assert f"experiment: tiny_digits  [your folder {folder}]" in out
     assert "model: cnn, lenet, mlp" in out and "class_path: my_nets.TinyNet" in out
+    with pytest.raises(ConfigError, match="is not a folder"):  # launch() prints it as one line, exit 2
+        fast_help(CONF, "train", ["--help", "-cd", str(folder / "missing")])
 
 
 def test_a_run_with_the_folder_evaluates_without_it(tmp_path, monkeypatch):

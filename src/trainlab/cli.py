@@ -38,9 +38,9 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 def launch(conf: Path, config_name: str, hydra_main: Callable, checks: Callable | None = None) -> None:
     """Run a root script: fast --help, the pre-check (exit 2 on a config mistake), then Hydra."""
-    if fast_help(conf, config_name):
-        return
     try:
+        if fast_help(conf, config_name):  # a config folder that is not there is a config error here too
+            return
         precheck(conf, config_name, sys.argv[1:], checks)
     except ConfigError as err:
         print(f"Config error: {err}", file=sys.stderr, flush=True)
