@@ -29,7 +29,7 @@ Use --hydra-help to view Hydra specific help
 def list_groups(sources) -> list[str]:
     """`group: options` lines: trainlab's conf/ (the first source), then each of the user's folders, its
     options marked with the folder; one that trainlab's own shadows is marked so (Hydra reads the first)."""
-    from trainlab.config_folders import group_options
+    from trainlab.config_folders import group_options, label
 
     builtin, *users = [(src, group_options(src)) for src in sources]
     lines = [f"{group}: {', '.join(options)}" for group, options in builtin[1].items()]
@@ -37,7 +37,7 @@ def list_groups(sources) -> list[str]:
         for group, options in groups.items():
             marked = [o + (" (hidden: trainlab has one of that name)" if o in builtin[1].get(group, []) else "")
                       for o in options]
-            lines.append(f"{group}: {', '.join(marked)}  [your folder {src.path.removeprefix('file://')}]")
+            lines.append(f"{group}: {', '.join(marked)}  [your folder {label(src)}]")
     return lines
 
 

@@ -145,7 +145,7 @@ def check_choices(choices: dict) -> None:
         return
     from hydra.core.object_type import ObjectType
 
-    from trainlab.config_folders import folder_names, searched
+    from trainlab.config_folders import folder_names, label, searched
 
     sources = searched()
     for group, option in choices.items():
@@ -153,7 +153,7 @@ def check_choices(choices: dict) -> None:
             continue
         holders = [s for s in sources if s.is_config(f"{group}/{option}")]
         if len(holders) > 1:
-            first, other = (s.path.removeprefix("file://") for s in holders[:2])
+            first, other = (label(s) for s in holders[:2])
             raise ConfigError(group, option, f"is both {first}/{group}/{option}.yaml and {other}/{group}/{option}.yaml, "
                               "and Hydra uses the first folder on its search path, so the second is never read",
                               f"rename the file in your folder, e.g. {group}/my_{option}.yaml, and choose "

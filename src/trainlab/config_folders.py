@@ -118,8 +118,13 @@ def searched() -> list:
     return [s for s in sources if s.provider not in ("hydra", "schema") and s.available()]
 
 
+def label(src) -> str:
+    """A config source as the user names it: a folder's path, or pkg://<package>."""
+    return src.path if src.scheme() == "file" else f"{src.scheme()}://{src.path}"
+
+
 def folder_names(sources) -> str:
-    return ", ".join(s.path.removeprefix("file://") for s in sources)
+    return ", ".join(label(s) for s in sources)
 
 
 @contextmanager
