@@ -47,11 +47,10 @@ def fast_help(conf: Path, config_name: str, argv: list[str] | None = None) -> bo
     if not {"--help", "-h"} & set(argv):
         return False
     from hydra import compose
+    from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
     import trainlab.config  # noqa: F401  (registers resolvers)
-    from hydra._internal.utils import get_args_parser
-
     from trainlab.config_folders import from_args, initialized, searched
 
     args, _ = get_args_parser().parse_known_args(argv)

@@ -5,8 +5,8 @@ A folder joins Hydra's config search path three ways, in this order after trainl
 hydra_plugins.trainlab_config_path, so train.py, evaluate.py, predict.py and the compose API see it alike),
 `--config-dir`/`-cd` (Hydra's own flag) and `hydra.searchpath=[...]`. Relative paths are relative to the
 current directory. Hydra loads an option from the first folder on the path that holds it, so an option named
-like one of trainlab's is never used: choosing it is refused (config.check_choices). Only os is imported at
-module level: the plugin loads with every Hydra app.
+like one of trainlab's is never used: choosing it is refused (config.check_choices). Hydra is imported inside
+the functions: the plugin loads this module with every Hydra app, before Hydra has finished loading.
 """
 from __future__ import annotations
 
