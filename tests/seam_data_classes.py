@@ -84,3 +84,10 @@ class WineModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return DataLoader(self.val, batch_size=64)
+
+
+class BrokenItems(Wine):
+    """Its items fail to load: the error is one line naming dataset.class_path."""
+
+    def __getitem__(self, i: int):
+        raise OSError(f"item {i} is on a disk that is gone")

@@ -113,6 +113,7 @@ BROKEN = [
     (["dataset.class_path=seam_data_classes.float_images", "dataset.image_size=null"], "dataset.class_path",
      "uint8 images"),
     (["dataset.class_path=seam_data_classes.Diabetes"], "dataset.class_path", "task=regression"),
+    (["dataset.class_path=seam_data_classes.BrokenItems"], "dataset.class_path", "OSError: item 0 is on a disk"),
     (["dataset.class_path=seam_data_classes.Wine", "dataset.test_fraction=null"], "dataset.test_fraction",
      "no test split"),
     (["dataset.class_path=seam_data_classes.Wine", "augmentation.per_sample=true"], "augmentation.per_sample",
@@ -140,3 +141,23 @@ def test_the_command_line_takes_a_dataset_class_path(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and "test/acc" in metrics["test"]
+
+
+def test_a_stacked_dataset_resumes_exactly(tmp_path, monkeypatch):
+    """Stacked tensors are batched by EpochShuffle, as built-in images are: 2 epochs + resume to 4 = 4 straight."""
+    from test_resume_policy import session
+
+    from trainlab import checkpoint_io
+
+    monkeypatch.setenv("TRAINLAB_TRUSTED_MODULES", "seam_data_classes")  # resume reads the stored class path
+    common = [*QUIET, *WINE, "trainer.limit_train_batches=3", "dataset.batch_size=16"]
+    with session(tmp_path / "resumed", *common, "trainer.max_epochs=2") as cfg:
+        run(cfg)
+    with session(tmp_path / "resumed", f"resume={tmp_path / 'resumed'}", "trainer.max_epochs=4") as cfg:
+        after = run(cfg)
+    with session(tmp_path / "straight", *common, "trainer.max_epochs=4") as cfg:
+        straight = run(cfg)
+    assert after["test"] == straight["test"] and after["epochs"] == 4
+    ours, theirs = (checkpoint_io.load(tmp_path / d / "checkpoints" / "last.ckpt")["state_dict"]
+                    for d in ("resumed", "straight"))
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)

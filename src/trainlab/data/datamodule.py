@@ -72,7 +72,7 @@ class ImageDataModule(L.LightningDataModule):
             self.input_shape = tuple(x.shape)
             return
         self.image_size, size = x.shape[-1], self.aug_cfg.crop_size or x.shape[-1]
-        if size > self.image_size:  # a user's image source with image_size=null: known only now
+        if self.cfg.image_size is None and size > self.image_size:  # a user's source keeps its size: known only now
             raise ConfigError("augmentation.crop_size", size, f"is larger than the images ({self.image_size} px)",
                               f"augmentation.crop_size={self.image_size} or null")
         self.input_shape = (x.shape[0], size, size)

@@ -61,12 +61,17 @@ def _build(ds: dict, task: str, seed: int):
     except Exception as err:
         raise ConfigError(KEY, ds["class_path"], f"failed when called with dataset.init_args ({type(err).__name__}: "
                           f"{_first_line(err)})", "check dataset.init_args against its signature") from None
-    if isinstance(data, Source):
-        return _image_source(data, ds, task)
-    if isinstance(data, L.LightningDataModule):
-        return _datamodule(data, ds, task)
-    if isinstance(data, Dataset):
-        return _tensor_dataset(data, ds, task)
+    kinds = ((Source, _image_source), (L.LightningDataModule, _datamodule), (Dataset, _tensor_dataset))
+    for kind, check in kinds:
+        if isinstance(data, kind):
+            try:
+                return check(data, ds, task)
+            except ConfigError:
+                raise
+            except Exception as err:  # the user's own code (items, setup, loaders) failed
+                raise ConfigError(KEY, ds["class_path"], f"failed while its data was read ({type(err).__name__}: "
+                                  f"{_first_line(err)})", "fix the class: README \"Bring your own data\" has "
+                                  "its contract") from None
     raise ConfigError(KEY, ds["class_path"], f"gave a {type(data).__name__}, not a trainlab.data.Source, a torch "
                       "Dataset or a LightningDataModule", "return one of those (README \"Bring your own data\")")
 
@@ -162,13 +167,9 @@ def _dataset_targets(raw: list, classes, ds: dict, task: str) -> tuple[torch.Ten
 # ---------------------------------------------------------------- a LightningDataModule
 def _datamodule(dm, ds: dict, task: str):
     """The user's DataModule, set up, with input_shape, num_outputs and classes (added when it lacks them)."""
-    try:
-        dm.prepare_data()
-        dm.setup("fit")
-        batch = next(iter(dm.train_dataloader()))
-    except Exception as err:
-        raise ConfigError(KEY, ds["class_path"], f"failed in prepare_data/setup/train_dataloader ({type(err).__name__}: "
-                          f"{_first_line(err)})", "fix the DataModule (it must yield (x, y) batches)") from None
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor)):
         _refuse(ds, f"gave training batches of type {type(batch).__name__}, not (x, y) tensors", "yield (x, y) batches")
     outputs = getattr(dm, "num_outputs", None) or getattr(dm, "num_classes", None)
