@@ -119,8 +119,8 @@ BROKEN = [
     (["dataset.class_path=seam_data_classes.Wine", "augmentation.per_sample=true"], "augmentation.per_sample",
      "not uint8 images"),
     (["dataset.class_path=seam_data_classes.Wine", "model=cnn"], "model.class_path", ""),  # a conv net
-    (["dataset.class_path=seam_data_classes.bars", "dataset.image_size=null"], "augmentation.crop_size",
-     "larger than the images"),
+    (["dataset.class_path=seam_data_classes.bars", "dataset.image_size=null", "augmentation=crop"],
+     "augmentation.crop_size", "larger than the images (12 px)"),
 ]
 
 

@@ -68,11 +68,12 @@ def _datamodule(cfg, resolved: dict):
 
 
 def network_args(class_path: str, cls, input_shape: tuple, num_outputs: int) -> dict:
-    """What trainlab passes a network: input_shape and num_outputs; a network whose signature still takes
-    in_channels and input_size (images only) gets those instead."""
+    """What trainlab passes a network: input_shape and num_outputs; a network whose signature names
+    in_channels (and not input_shape) gets in_channels and input_size instead (images only)."""
     import inspect
 
-    if "input_shape" in inspect.signature(cls).parameters:
+    params = inspect.signature(cls).parameters
+    if "input_shape" in params or "in_channels" not in params:
         return {"input_shape": tuple(input_shape), "num_outputs": num_outputs}
     if len(input_shape) != 3:
         raise ConfigError("model.class_path", class_path, f"takes images (in_channels, input_size), and the data's "

@@ -3,7 +3,8 @@ and Lightning's own errors become one ConfigError naming the key.
 
 - the network, on a dummy batch of the data's shape (channels, crop or image size, the number of outputs
   known without loading: 10 for the bundled and torchvision sets, the class folders of image_folder, the
-  distinct targets of an image_csv classification, 1 for regression);
+  distinct targets of an image_csv classification, 1 for regression); a user's data (dataset.class_path) is
+  built here instead, checked against its contract, and the network runs on one of its inputs;
 - the optimizer on that network's parameter groups, and the scheduler with a stand-in run length,
   stepped a few times (StepLR(step_size=0) fails at its first step, not when built);
 - lightning.Trainer(**trainer args): precision, strategy, devices, an accelerator that is not there.
@@ -76,7 +77,7 @@ def num_outputs(resolved: dict) -> int:
     if ds.get("class_path") is not None:  # the user's data is built here (and reused by the run): user_data.py
         from trainlab.data import user_data
 
-        return user_data.describe(ds, resolved["task"], resolved["seed"])[1]
+        return user_data.describe(ds, resolved["task"], resolved["seed"], resolved["augmentation"]["crop_size"])[1]
     if resolved["task"] == "regression":
         return 1
     if ds["name"] == "image_folder":
@@ -101,7 +102,8 @@ def _network(resolved: dict, outputs: int):
     if ds.get("class_path") is not None:
         from trainlab.data import user_data
 
-        shape, _, example = user_data.describe(ds, resolved["task"], resolved["seed"])
+        shape, _, example = user_data.describe(ds, resolved["task"], resolved["seed"],
+                                               resolved["augmentation"]["crop_size"])
     else:
         size = resolved["augmentation"]["crop_size"] or ds["image_size"]
         shape = (ds["channels"], size, size)

@@ -72,9 +72,10 @@ class ImageDataModule(L.LightningDataModule):
             self.input_shape = tuple(x.shape)
             return
         self.image_size, size = x.shape[-1], self.aug_cfg.crop_size or x.shape[-1]
-        if self.cfg.image_size is None and size > self.image_size:  # a user's source keeps its size: known only now
-            raise ConfigError("augmentation.crop_size", size, f"is larger than the images ({self.image_size} px)",
-                              f"augmentation.crop_size={self.image_size} or null")
+        if self.cfg.image_size is None:  # a user's source keeps its own size: the crop is checked now
+            from trainlab.data.user_data import cropped
+
+            cropped(self.image_size, self.aug_cfg.crop_size)
         self.input_shape = (x.shape[0], size, size)
         mean = std = None
         if self.aug_cfg.normalize:

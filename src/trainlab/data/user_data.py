@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 
+import lightning as L
 import torch
 from torch.utils.data import Dataset
 
@@ -36,20 +37,28 @@ def build(ds: dict, task: str, seed: int):
     return _BUILT[memo]
 
 
-def describe(ds: dict, task: str, seed: int) -> tuple[tuple[int, ...], int, torch.Tensor]:
+def describe(ds: dict, task: str, seed: int, crop_size: int | None) -> tuple[tuple[int, ...], int, torch.Tensor]:
     """(input_shape, num_outputs, one input as a batch of 1) of the user's data, for the pre-flight."""
     data = build(ds, task, seed)
-    if isinstance(data, Source):
-        x = data.train[0][0].unsqueeze(0)
-        shape = tuple(x.shape[1:])
-        outputs = 1 if task == "regression" else len(data.classes)
-        return shape, outputs, (torch.zeros(1, *shape) if data.images else x.float() if x.is_floating_point() else x)
-    return tuple(data.input_shape), int(data.num_outputs), data.example_input
+    if isinstance(data, L.LightningDataModule):
+        return tuple(data.input_shape), int(data.num_outputs), data.example_input
+    x = data.train[0][0]
+    outputs = 1 if task == "regression" else len(data.classes)
+    if not data.images:
+        return tuple(x.shape), outputs, x.unsqueeze(0)
+    size = cropped(x.shape[-1], crop_size)
+    return (x.shape[0], size, size), outputs, torch.zeros(1, x.shape[0], size, size)
+
+
+def cropped(image_size: int, crop_size: int | None) -> int:
+    """The size the network sees; a user's source keeps its own image size, so the crop is checked here."""
+    if crop_size is not None and crop_size > image_size:
+        raise ConfigError("augmentation.crop_size", crop_size, f"is larger than the images ({image_size} px)",
+                          f"augmentation.crop_size={image_size} or null")
+    return crop_size or image_size
 
 
 def _build(ds: dict, task: str, seed: int):
-    import lightning as L
-
     from trainlab.preflight import user_data_class
 
     target, passed = user_data_class(ds)
