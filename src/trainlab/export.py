@@ -132,4 +132,5 @@ def _new_path(output, ckpt_path: Path, suffix: str) -> Path:
 
 
 def _record_path(model_path: Path) -> Path:
-    return model_path.with_name(model_path.name + ".json")  # model.onnx.json: an ONNX and a TorchScript file may share a name
+    # model.onnx.json, model.pt.json: an ONNX and a TorchScript export of one checkpoint share its name
+    return model_path.with_name(model_path.name + ".json")

@@ -19,6 +19,7 @@ log = logging.getLogger("trainlab")
 
 WRONG_SHOWN = 16  # images in confidently_wrong.png
 FOLDER = "figures"
+DPI = 100
 
 
 class FinalFigures(L.Callback):
@@ -79,7 +80,8 @@ class FinalFigures(L.Callback):
                 top = found[0].argsort(descending=True)[:WRONG_SHOWN]
                 self.wrong = tuple(t[top] for t in found)
 
-    def write(self, run_dir: Path, task: str, history: list[dict], datamodule, built_loggers: list, step: int) -> list[Path]:
+    def write(self, run_dir: Path, task: str, history: list[dict], datamodule, built_loggers: list,
+              step: int) -> list[Path]:
         """Draw the figures into <run>/figures/ and every TensorBoard logger of the run (rank 0 only). A figure that
         cannot be drawn is a warning: the run's results (metrics.json, checkpoints) are written before."""
         try:
@@ -89,6 +91,8 @@ class FinalFigures(L.Callback):
             return []
 
     def _write(self, run_dir: Path, task: str, history: list[dict], datamodule, built_loggers: list, step: int):
+        from PIL import Image
+
         from trainlab.loggers import draws
 
         plt = pyplot()
@@ -110,11 +114,12 @@ class FinalFigures(L.Callback):
         for name, fig in drawn.items():
             if fig is None:
                 continue
-            paths.append(folder / f"{name}.png")
-            fig.savefig(paths[-1], dpi=100)
-            for writer in writers:
-                writer.add_figure(f"{FOLDER}/{name}", fig, step, close=False)
+            pixels = _rendered(fig)  # drawn once, for the PNG and for TensorBoard
             plt.close(fig)
+            paths.append(folder / f"{name}.png")
+            Image.fromarray(pixels).save(paths[-1])
+            for writer in writers:
+                writer.add_image(f"{FOLDER}/{name}", pixels, step, dataformats="HWC")
         log.info("figures: %s", ", ".join(str(p) for p in paths))
         return paths
 
@@ -126,6 +131,15 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _rendered(fig):
+    """The figure's pixels, (H, W, 3) uint8."""
+    import numpy as np
+
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def _curves(plt, history: list[dict]):
@@ -187,7 +201,7 @@ def _wrong_grid(plt, wrong: tuple[torch.Tensor, ...], datamodule):
     images = datamodule.augment.denormalize(images).clamp(0, 1)
     cols = min(len(images), 8)
     rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.4 * rows), squeeze=False)
     names = datamodule.classes
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -198,5 +212,5 @@ def _wrong_grid(plt, wrong: tuple[torch.Tensor, ...], datamodule):
                   vmin=0, vmax=1)
         ax.set_title(f"{names[targets[i]]} → {names[predicted[i]]}\n{confidence[i]:.2f}", fontsize=7)
     fig.suptitle("most confidently wrong (true → predicted, probability)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     return fig

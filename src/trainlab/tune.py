@@ -12,6 +12,8 @@ import logging
 import math
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from trainlab.config import ConfigError
 from trainlab.distributed import process_count
 
@@ -68,12 +70,14 @@ def run(cfg, parts, run_dir: Path) -> dict:
         found = tuner.scale_batch_size(parts.module, datamodule=parts.datamodule, mode="power",
                                        steps_per_trial=tune.steps_per_trial, init_val=tune.init_val,
                                        max_trials=tune.max_trials, batch_arg_name="batch_size")
-        result = {"batch_size": found, "device": str(trainer.strategy.root_device),
-                  "train_samples": len(parts.datamodule.train_set), **_settings(tune)}
+        samples = len(parts.datamodule.train_set)
+        # Lightning stops doubling once a batch holds the whole split, and returns that last (larger) size.
+        result = {"batch_size": min(found, samples), "tried": found, "device": str(trainer.strategy.root_device),
+                  "train_samples": samples, **OmegaConf.to_container(tune)}
         (run_dir / "batch_size.json").write_text(json.dumps(result, indent=2))
-        print(f"trainlab tune=batch_size: the largest batch that ran on {result['device']}: {found} (stops at an "
-              f"out-of-memory error, after tune.max_trials={tune.max_trials} doublings, or at the training split's "
-              f"{result['train_samples']} samples) -> {run_dir / 'batch_size.json'}", flush=True)
+        print(f"trainlab tune=batch_size: the largest batch that ran on {result['device']}: {result['batch_size']} "
+              f"(the search stops at an out-of-memory error, after tune.max_trials={tune.max_trials} doublings, or at "
+              f"the training split's {samples} samples) -> {run_dir / 'batch_size.json'}", flush=True)
     value = result["batch_size" if tune.mode == "batch_size" else "suggested_lr"]
     if value is not None:
         print(f"Train with it: {_command(RESULT_KEY[tune.mode], value)}", flush=True)
@@ -87,7 +91,7 @@ def _lr_result(cfg, finder, run_dir: Path) -> dict:
     suggestion = finder.suggestion()
     lrs, losses = finder.results["lr"], finder.results["loss"]
     result = {"suggested_lr": suggestion, "optimizer": cfg.optimizer.class_path, "configured_lr": cfg.optimizer.lr,
-              "steps_run": len(lrs), **_settings(cfg.tune),
+              "steps_run": len(lrs), **OmegaConf.to_container(cfg.tune),
               "lr": [_finite(v) for v in lrs], "loss": [_finite(v) for v in losses]}
     fig = finder.plot(suggest=suggestion is not None, show=False)
     fig.axes[0].set_title(f"LR range test: suggested lr {suggestion:.3g}" if suggestion else "LR range test")
@@ -101,10 +105,6 @@ def _lr_result(cfg, finder, run_dir: Path) -> dict:
           f"steps, {cfg.tune.min_lr:g} to {cfg.tune.max_lr:g}) -> {run_dir / 'lr_find.png'}, lr_find.json",
           flush=True)
     return result
-
-
-def _settings(tune) -> dict:
-    return {k: v for k, v in tune.items()}
 
 
 def _finite(value: float) -> float | None:
