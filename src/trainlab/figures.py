@@ -58,12 +58,10 @@ class FinalFigures(L.Callback):
 
     def _keep_wrong(self, out: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> None:
         confidence, predicted = out.softmax(1).max(1)
-        bad = predicted != targets
+        bad = (predicted != targets).nonzero().view(-1)
+        bad = bad[confidence[bad].argsort(descending=True)[:WRONG_SHOWN]]  # chosen on the device: few images copied
         found = (confidence[bad].cpu(), images[bad].detach().float().cpu(), targets[bad].cpu(), predicted[bad].cpu())
-        if self.wrong is not None:
-            found = tuple(torch.cat(pair) for pair in zip(self.wrong, found))
-        top = found[0].argsort(descending=True)[:WRONG_SHOWN]
-        self.wrong = tuple(t[top] for t in found)
+        self.wrong = _most_confident([found] if self.wrong is None else [self.wrong, found])
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         if self._hook is not None:
@@ -75,10 +73,7 @@ class FinalFigures(L.Callback):
             self.outputs = [t for part in gathered for t in part[0]]
             self.targets = [t for part in gathered for t in part[1]]
             kept = [part[2] for part in gathered if part[2] is not None]
-            if kept:
-                found = tuple(torch.cat(pair) for pair in zip(*kept))
-                top = found[0].argsort(descending=True)[:WRONG_SHOWN]
-                self.wrong = tuple(t[top] for t in found)
+            self.wrong = _most_confident(kept) if kept else None
 
     def write(self, run_dir: Path, task: str, history: list[dict], datamodule, built_loggers: list,
               step: int) -> list[Path]:
@@ -122,6 +117,13 @@ class FinalFigures(L.Callback):
                 writer.add_image(f"{FOLDER}/{name}", pixels, step, dataformats="HWC")
         log.info("figures: %s", ", ".join(str(p) for p in paths))
         return paths
+
+
+def _most_confident(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """The WRONG_SHOWN rows of highest confidence from (confidence, image, target, prediction) parts."""
+    found = tuple(torch.cat(column) for column in zip(*parts))
+    top = found[0].argsort(descending=True)[:WRONG_SHOWN]
+    return tuple(t[top] for t in found)
 
 
 def pyplot():
