@@ -117,6 +117,8 @@ class Used:
 
 PLATEAU_ONLY = Used(_plateau, "only the plateau scheduler (ReduceLROnPlateau) reads it")
 CSV_ONLY = Used(lambda c: _dataset(c) == "image_csv", "only dataset=image_csv reads it")
+LR_FIND_ONLY = Used(lambda c: c.tune.mode == "lr_find", "only tune=lr_find reads it")
+BATCH_SIZE_ONLY = Used(lambda c: c.tune.mode == "batch_size", "only tune=batch_size reads it")
 FILES_ONLY = Used(lambda c: _dataset(c) in FILE_DATASETS, "only dataset=image_folder and image_csv read it")
 
 
@@ -146,6 +148,24 @@ KEYS: tuple[Key, ...] = (
         "run_name=my_run", "free text stored with the run's metrics"),
     Key("tags", TEXT_LIST, "tags=[baseline,digits]", "labels stored in metrics.json, sweep reports and TensorBoard's HPARAMS"),
     Key("print_config", BOOL, "print_config=true", "print the resolved config as a tree when the run starts"),
+    Key("figures", BOOL, "figures=true", "figures in <run>/figures/ and TensorBoard: loss and metric curves; on the "
+        "test split a confusion matrix and the most confidently wrong images, or predicted vs true with R2"),
+    Key("tune.mode", one_of("lr_find", "batch_size"), "tune=lr_find",
+        "set by the tune group (tune=lr_find or tune=batch_size): Lightning's Tuner instead of training", optional=True),
+    Key("tune.min_lr", number(0, FLOAT32_MAX, open_lo=True), "tune.min_lr=1e-8", "lr_find: the smallest learning rate tried",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.max_lr", number(0, FLOAT32_MAX, open_lo=True), "tune.max_lr=1.0", "lr_find: the largest learning rate tried",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.num_training", integer(2), "tune.num_training=100", "lr_find: training steps, one learning rate each",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.early_stop_threshold", nullable(number(1, open_lo=True)), "tune.early_stop_threshold=4.0",
+        "lr_find: stop when the loss exceeds this times the best so far (null: never)", used=LR_FIND_ONLY, optional=True),
+    Key("tune.init_val", integer(1), "tune.init_val=2", "batch_size: the first batch size tried",
+        used=BATCH_SIZE_ONLY, optional=True),
+    Key("tune.max_trials", integer(1), "tune.max_trials=13", "batch_size: doublings at most",
+        used=BATCH_SIZE_ONLY, optional=True),
+    Key("tune.steps_per_trial", integer(1), "tune.steps_per_trial=3", "batch_size: training steps per batch size tried",
+        used=BATCH_SIZE_ONLY, optional=True),
     Key("resume", nullable(TEXT), "resume=outputs/2026-01-31/12-00-00",
         "a run folder to continue (with -m: a sweep folder whose unfinished jobs continue)"),
     Key("paths.data_dir", TEXT, "paths.data_dir=data", "where torchvision data sets are downloaded / looked for"),

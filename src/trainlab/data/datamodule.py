@@ -49,6 +49,15 @@ class ImageDataModule(L.LightningDataModule):
     def num_outputs(self) -> int:
         return 1 if self.task == "regression" else len(self.classes)
 
+    @property
+    def batch_size(self) -> int:
+        """dataset.batch_size, under the name Lightning's batch-size finder reads and sets (train.py tune=batch_size)."""
+        return self.cfg.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.cfg.batch_size = value
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
