@@ -18,7 +18,8 @@ import trainlab.config  # noqa: F401  (registers the config resolvers)
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
-# One batch of fit, validation and test, no progress bar: what "a real Trainer runs one batch" means.
+# One batch of fit, validation and test, no progress bar: what "a real Trainer runs one batch" means. No figures
+# (~1 s a run): tests/test_figures_tune_export.py turns them on.
 TINY = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=1",
@@ -27,6 +28,7 @@ TINY = [
     "trainer.accelerator=cpu",
     "callbacks.progress_bar.enabled=false",
     "callbacks.model_summary.max_depth=0",
+    "figures=false",
 ]
 
 

@@ -14,7 +14,7 @@ from trainlab.config import ConfigError
 
 @dataclass
 class Parts:
-    datamodule: object      # ImageDataModule, set up (splits, class names, normalisation stats)
+    datamodule: object      # ImageDataModule (or the user's LightningDataModule), set up: input_shape, num_outputs, classes
     module: object          # TrainModule wrapping the network
     trainer_args: dict      # the trainer group's Lightning arguments (compile/channels_last taken out)
 
@@ -23,22 +23,19 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
     import torch
 
     from trainlab import models  # noqa: F401  (class paths point into it)
-    from trainlab.data import ImageDataModule
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
+    from trainlab.preflight import NETWORK_ARGS
 
-    # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
-    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
-                                 OmegaConf.select(cfg, "paths.cache_dir", default=None))
-    datamodule.setup("fit")
+    datamodule = _datamodule(cfg, resolved)
     if cfg.task == "classification" and cfg.top_k >= datamodule.num_outputs:
         raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",
                           "top_k=0 (off) or a smaller k")
 
     model_cls = locate("model.class_path", cfg.model.class_path)
-    check_init_args("model", model_cls, resolved["model"]["init_args"], ("in_channels", "input_size", "num_outputs"))
-    net = model_cls(in_channels=datamodule.in_channels, input_size=datamodule.input_size,
-                    num_outputs=datamodule.num_outputs, **resolved["model"]["init_args"])
+    check_init_args("model", model_cls, resolved["model"]["init_args"], NETWORK_ARGS)
+    net = model_cls(**network_args(cfg.model.class_path, model_cls, datamodule.input_shape, datamodule.num_outputs),
+                    **resolved["model"]["init_args"])
     trainer_args = dict(resolved["trainer"])
     channels_last = trainer_args.pop("channels_last")
     if channels_last:
@@ -49,3 +46,36 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
                          top_k=cfg.top_k if cfg.task == "classification" else 0,
                          no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
     return Parts(datamodule, module, trainer_args)
+
+
+def _datamodule(cfg, resolved: dict):
+    """The run's datamodule, set up: trainlab's, or the user's own LightningDataModule (user_data.py)."""
+    import lightning as L
+
+    from trainlab.data import ImageDataModule
+
+    if cfg.dataset.get("class_path") is not None:
+        from trainlab.data import user_data
+
+        data = user_data.build(resolved["dataset"], cfg.task, cfg.seed)
+        if isinstance(data, L.LightningDataModule):
+            return data
+    # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
+    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
+                                 OmegaConf.select(cfg, "paths.cache_dir", default=None))
+    datamodule.setup("fit")
+    return datamodule
+
+
+def network_args(class_path: str, cls, input_shape: tuple, num_outputs: int) -> dict:
+    """What trainlab passes a network: input_shape and num_outputs; a network whose signature names
+    in_channels (and not input_shape) gets in_channels and input_size instead (images only)."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    if "input_shape" in params or "in_channels" not in params:
+        return {"input_shape": tuple(input_shape), "num_outputs": num_outputs}
+    if len(input_shape) != 3:
+        raise ConfigError("model.class_path", class_path, f"takes images (in_channels, input_size), and the data's "
+                          f"inputs have shape {tuple(input_shape)}", "model=mlp, or a network that takes input_shape")
+    return {"in_channels": input_shape[0], "input_size": input_shape[-1], "num_outputs": num_outputs}

@@ -85,7 +85,7 @@ class ImageGrid(L.Callback):
         self.count, self.done = count, False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.done:
+        if self.done or getattr(trainer.datamodule, "augment", None) is None:  # a user's tensors: not images
             return
         import torchvision
 

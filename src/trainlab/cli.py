@@ -24,7 +24,7 @@ from hydra import compose
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainlab import config, config_folders, resume
+from trainlab import config, config_folders, resume, tune
 from trainlab.cli_help import fast_help
 from trainlab.config import ConfigError
 from trainlab.distributed import launched_as_rank_zero
@@ -200,6 +200,7 @@ def _closest_key(key: str, value, config_name: str, others: list[str]) -> str:
 
 
 def _check_job(cfg: DictConfig, multirun: bool, checks: Callable | None) -> None:
+    tune.check(cfg, multirun)  # before the resume shortcut: tune with resume= is refused too
     if cfg.get("resume"):
         return  # the stored config runs: train.run validates it
     run_dir = _check_folder(cfg, multirun)

@@ -107,11 +107,13 @@ def logged_metrics(task: str, top_k: int) -> list[str]:
 def validate(cfg: DictConfig, choices: dict | None = None) -> None:
     """Raise ConfigError for the first bad key or value: the schema's per-key contract (schema.py), then the
     relations between keys and the data files named. Cheap: reads at most a CSV header and column.
-    `choices` (Hydra's runtime.choices), when given, are checked first."""
+    `choices` (Hydra's runtime.choices), when given, are checked first. Keys absent from the config that
+    have a documented default (a user's dataset YAML) are added to `cfg` first (schema.fill_defaults)."""
     from trainlab import schema
 
     if choices is not None:
         check_choices(choices)
+    schema.fill_defaults(cfg)
     schema.check(cfg)
     metrics = logged_metrics(cfg.task, cfg.top_k)
     if cfg.monitor not in metrics:
@@ -128,7 +130,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
     _check_trainer(cfg)
     _check_data(cfg)
     aug, size = cfg.augmentation, cfg.dataset.image_size
-    if aug.crop_size is not None and aug.crop_size > size:
+    if aug.crop_size is not None and size is not None and aug.crop_size > size:
         raise ConfigError("augmentation.crop_size", aug.crop_size,
                           f"must be an integer between 1 and dataset.image_size={size}",
                           f"augmentation.crop_size={min(24, size)} or null (no crop)")
@@ -197,6 +199,14 @@ def _check_trainer(cfg) -> None:
 
 def _check_data(cfg) -> None:
     ds = cfg.dataset
+    if ds.get("class_path") is not None:
+        _check_user_data(cfg)
+        return
+    from trainlab.schema import BY_PATH
+
+    for key in ("dataset.image_size", "dataset.channels"):  # null only for a user's image source (keeps its own)
+        if OmegaConf.select(cfg, key) is None:
+            raise ConfigError(key, None, f"is required with dataset={ds.name}", BY_PATH[key].fix)
     if ds.in_memory is not True and ds.name not in FILE_DATASETS:
         raise ConfigError("dataset.in_memory", ds.in_memory, f"dataset {ds.name} is an array file, always held in memory",
                           "dataset.in_memory=true (use augmentation.per_sample=true for a per-sample pipeline)")
@@ -218,6 +228,16 @@ def _check_data(cfg) -> None:
                               "point dataset.root at the folder that holds your images")
     if ds.name == "image_csv":
         _check_csv(ds, cfg.task)
+
+
+def _check_user_data(cfg) -> None:
+    """What can be told of a user's data class before it is imported; the rest is checked when it is built
+    (trainlab.data.user_data), still before training."""
+    ds = cfg.dataset
+    if ds.val_fraction + (ds.test_fraction or 0) >= 1:
+        raise ConfigError("dataset.val_fraction", ds.val_fraction,
+                          f"with test_fraction={ds.test_fraction} leaves no training data",
+                          "keep val_fraction + test_fraction below 1, e.g. 0.15 and 0.15")
 
 
 def _check_csv(ds, task) -> None:

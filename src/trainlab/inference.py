@@ -74,10 +74,14 @@ def predict(cfg: DictConfig) -> Path:
     out = _output_path(cfg.output, ckpt_path, "predictions", ".csv")
     parts, _ = _load(run_cfg, ckpt_path, cfg.batch_size)
     dm, module = parts.datamodule, parts.module
+    if getattr(dm, "augment", None) is None:  # a user's tensors or DataModule (user_data.py)
+        raise ConfigError("ckpt", str(ckpt_path), f"was trained on {run_cfg.dataset.class_path}, whose inputs are "
+                          "not images: predict.py reads image files", "evaluate.py ckpt=... tests it on its test "
+                          "split; predict in Python with the network (README \"Bring your own data\")")
     accelerator = cfg.accelerator or parts.trainer_args["accelerator"]
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     module.to(device).eval()
-    images, names = _decode_all(files, folder, run_cfg.dataset)
+    images, names = _decode_all(files, folder, dm.image_size, dm.input_shape[0])
     header = ["path", "value"] if run_cfg.task == "regression" else ["path", "class", "probability"]
     rows = []
     with torch.inference_mode():
@@ -126,7 +130,7 @@ def _load(run_cfg: DictConfig, ckpt_path: Path, batch_size):
     return parts, ckpt
 
 
-def _decode_all(files: list[Path], folder: Path, ds):
+def _decode_all(files: list[Path], folder: Path, size: int, channels: int):
     """Decoded images at the training size and channels; unreadable files stop with one clear error."""
     import torch
 
@@ -135,7 +139,7 @@ def _decode_all(files: list[Path], folder: Path, ds):
     images = []
     for path in files:
         try:
-            images.append(decode_image(path, ds.image_size, ds.channels))
+            images.append(decode_image(path, size, channels))
         except ConfigError as err:  # named after the training data's key: restate it for `input`
             raise ConfigError("input", str(path), err.problem, err.fix) from None
     return torch.stack(images), [str(p.relative_to(folder)) for p in files]

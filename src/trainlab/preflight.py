@@ -3,7 +3,8 @@ and Lightning's own errors become one ConfigError naming the key.
 
 - the network, on a dummy batch of the data's shape (channels, crop or image size, the number of outputs
   known without loading: 10 for the bundled and torchvision sets, the class folders of image_folder, the
-  distinct targets of an image_csv classification, 1 for regression);
+  distinct targets of an image_csv classification, 1 for regression); a user's data (dataset.class_path) is
+  built here instead, checked against its contract, and the network runs on one of its inputs;
 - the optimizer on that network's parameter groups, and the scheduler with a stand-in run length,
   stepped a few times (StepLR(step_size=0) fails at its first step, not when built);
 - lightning.Trainer(**trainer args): precision, strategy, devices, an accelerator that is not there.
@@ -25,7 +26,7 @@ from trainlab.config import ConfigError
 from trainlab.schema import BY_PATH, show, check_init_args, locate
 
 _PASSED: set[str] = set()
-NETWORK_ARGS = ("in_channels", "input_size", "num_outputs")  # from the data, never in model.init_args
+NETWORK_ARGS = ("input_shape", "in_channels", "input_size", "num_outputs")  # from the data, never in init_args
 STAND_IN_STEPS = 100  # a run length for building schedulers before the data (and so steps per epoch) is known
 TRY_STEPS = 3
 
@@ -39,6 +40,8 @@ def check(resolved: dict) -> None:
     import lightning  # noqa: F401  (before _quiet: importing it sets its loggers' levels)
     import torch
 
+    if resolved["dataset"].get("class_path") is not None:
+        user_data_class(resolved["dataset"])  # named and its arguments checked before it is called
     outputs = num_outputs(resolved)
     if resolved["task"] == "classification" and resolved["top_k"] >= outputs:
         raise ConfigError("top_k", resolved["top_k"], f"must be below the number of classes ({outputs})",
@@ -52,8 +55,29 @@ def check(resolved: dict) -> None:
     _PASSED.add(memo)
 
 
+def user_data_class(ds: dict):
+    """The class or function dataset.class_path names, with dataset.init_args checked against its signature,
+    and the arguments trainlab passes it (a LightningDataModule's batch_size and seed, when it takes them)."""
+    import inspect
+
+    import lightning as L
+
+    from trainlab.data.user_data import PASSED_TO_DATAMODULE
+
+    target = locate("dataset.class_path", ds["class_path"])
+    passed = ()
+    if inspect.isclass(target) and issubclass(target, L.LightningDataModule):
+        passed = tuple(p for p in PASSED_TO_DATAMODULE if p in inspect.signature(target).parameters)
+    check_init_args("dataset", target, ds["init_args"], passed)
+    return target, passed
+
+
 def num_outputs(resolved: dict) -> int:
     ds = resolved["dataset"]
+    if ds.get("class_path") is not None:  # the user's data is built here (and reused by the run): user_data.py
+        from trainlab.data import user_data
+
+        return user_data.describe(ds, resolved["task"], resolved["seed"], resolved["augmentation"]["crop_size"])[1]
     if resolved["task"] == "regression":
         return 1
     if ds["name"] == "image_folder":
@@ -70,16 +94,26 @@ def _network(resolved: dict, outputs: int):
     import torch
 
     from trainlab import models  # noqa: F401  (class paths point into it)
+    from trainlab.build import network_args
 
     model, ds = resolved["model"], resolved["dataset"]
     cls = locate("model.class_path", model["class_path"])
     check_init_args("model", cls, model["init_args"], NETWORK_ARGS)
-    channels, size = ds["channels"], resolved["augmentation"]["crop_size"] or ds["image_size"]
+    if ds.get("class_path") is not None:
+        from trainlab.data import user_data
+
+        shape, _, example = user_data.describe(ds, resolved["task"], resolved["seed"],
+                                               resolved["augmentation"]["crop_size"])
+    else:
+        size = resolved["augmentation"]["crop_size"] or ds["image_size"]
+        shape = (ds["channels"], size, size)
+        example = torch.zeros(1, *shape)
+    passed = network_args(model["class_path"], cls, shape, outputs)
 
     def build(args):
-        net = cls(in_channels=channels, input_size=size, num_outputs=outputs, **args)
+        net = cls(**passed, **args)
         with torch.no_grad():
-            out = net.eval()(torch.zeros(1, channels, size, size))
+            out = net.eval()(example)
         return net, out
 
     net, out = _built_or_blamed("model", cls, model["init_args"], build)

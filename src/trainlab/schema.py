@@ -83,8 +83,13 @@ BATCHES_OR_OFF = either(integer(0), number(0, 1))
 
 
 # ---------------------------------------------------------------- when a key is read
-def _dataset(cfg) -> str:
-    return cfg.dataset.name
+def _dataset(cfg) -> str | None:
+    """The built-in source read, or None when dataset.class_path names the user's data."""
+    return None if _user_data(cfg) else cfg.dataset.name
+
+
+def _user_data(cfg) -> bool:
+    return cfg.dataset.get("class_path") is not None
 
 
 def _plateau(cfg) -> bool:
@@ -93,7 +98,13 @@ def _plateau(cfg) -> bool:
 
 def _in_memory(cfg) -> bool:
     """Data held as tensors and batched by index: no DataLoader workers (auto may stream: counted as read)."""
+    if _user_data(cfg):  # a Dataset streams unless stacked (in_memory); a LightningDataModule's loaders are its own
+        return cfg.dataset.in_memory is True
     return not cfg.augmentation.per_sample and (cfg.dataset.name not in FILE_DATASETS or cfg.dataset.in_memory is True)
+
+
+ANY = object()  # Used.off for a key whose value may stay as composed when it is not read
+REQUIRED = object()  # Key.default of a key that has none
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,8 @@ class Used:
 
 PLATEAU_ONLY = Used(_plateau, "only the plateau scheduler (ReduceLROnPlateau) reads it")
 CSV_ONLY = Used(lambda c: _dataset(c) == "image_csv", "only dataset=image_csv reads it")
+LR_FIND_ONLY = Used(lambda c: c.tune.mode == "lr_find", "only tune=lr_find reads it")
+BATCH_SIZE_ONLY = Used(lambda c: c.tune.mode == "batch_size", "only tune=batch_size reads it")
 FILES_ONLY = Used(lambda c: _dataset(c) in FILE_DATASETS, "only dataset=image_folder and image_csv read it")
 
 
@@ -118,6 +131,7 @@ class Key:
     used: Used | None = None         # None: always read
     needed: bool = False             # when read, null is not enough (a data path, a CSV column)
     optional: bool = False           # may be absent (set by the sweeper, or added by a later version)
+    default: Any = REQUIRED          # taken when the key is absent (a user's dataset YAML: see fill_defaults)
 
 
 KEYS: tuple[Key, ...] = (
@@ -134,6 +148,24 @@ KEYS: tuple[Key, ...] = (
         "run_name=my_run", "free text stored with the run's metrics"),
     Key("tags", TEXT_LIST, "tags=[baseline,digits]", "labels stored in metrics.json, sweep reports and TensorBoard's HPARAMS"),
     Key("print_config", BOOL, "print_config=true", "print the resolved config as a tree when the run starts"),
+    Key("figures", BOOL, "figures=true", "figures in <run>/figures/ and TensorBoard: loss and metric curves; on the "
+        "test split a confusion matrix and the most confidently wrong images, or predicted vs true with R2"),
+    Key("tune.mode", one_of("lr_find", "batch_size"), "tune=lr_find",
+        "set by the tune group (tune=lr_find or tune=batch_size): Lightning's Tuner instead of training", optional=True),
+    Key("tune.min_lr", number(0, FLOAT32_MAX, open_lo=True), "tune.min_lr=1e-8", "lr_find: the smallest learning rate tried",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.max_lr", number(0, FLOAT32_MAX, open_lo=True), "tune.max_lr=1.0", "lr_find: the largest learning rate tried",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.num_training", integer(2), "tune.num_training=100", "lr_find: training steps, one learning rate each",
+        used=LR_FIND_ONLY, optional=True),
+    Key("tune.early_stop_threshold", nullable(number(1, open_lo=True)), "tune.early_stop_threshold=4.0",
+        "lr_find: stop when the loss exceeds this times the best so far (null: never)", used=LR_FIND_ONLY, optional=True),
+    Key("tune.init_val", integer(1), "tune.init_val=2", "batch_size: the first batch size tried",
+        used=BATCH_SIZE_ONLY, optional=True),
+    Key("tune.max_trials", integer(1), "tune.max_trials=13", "batch_size: doublings at most",
+        used=BATCH_SIZE_ONLY, optional=True),
+    Key("tune.steps_per_trial", integer(1), "tune.steps_per_trial=3", "batch_size: training steps per batch size tried",
+        used=BATCH_SIZE_ONLY, optional=True),
     Key("resume", nullable(TEXT), "resume=outputs/2026-01-31/12-00-00",
         "a run folder to continue (with -m: a sweep folder whose unfinished jobs continue)"),
     Key("paths.data_dir", TEXT, "paths.data_dir=data", "where torchvision data sets are downloaded / looked for"),
@@ -172,34 +204,51 @@ KEYS: tuple[Key, ...] = (
     Key("scheduler.init_args", MAPPING, "scheduler.init_args={}", "the scheduler class's own arguments",
         used=Used(lambda c: c.scheduler.class_path is not None, "scheduler.class_path is null (constant lr)", {})),
     # dataset
-    Key("dataset.name", one_of("digits", "mnist", "fashion_mnist", "cifar10", *FILE_DATASETS), "dataset.name=digits",
-        "the data source"),
+    Key("dataset.name", nullable(one_of("digits", "mnist", "fashion_mnist", "cifar10", *FILE_DATASETS)),
+        "dataset.name=digits", "the built-in data source (with dataset.class_path: not read, any value is left as is)",
+        used=Used(lambda c: not _user_data(c), "dataset.class_path names your own data", ANY), needed=True,
+        default=None),
+    Key("dataset.class_path", nullable(TEXT), "dataset.class_path=mypkg.data.Wine",
+        "your data: an image source function, a torch Dataset of (x, y) tensors, or a LightningDataModule "
+        "(README \"Bring your own data\"; null: the built-in dataset.name)", optional=True, default=None),
+    Key("dataset.init_args", MAPPING, "dataset.init_args={}", "the arguments of dataset.class_path (checked against "
+        "its signature)", used=Used(_user_data, "dataset.class_path is null (a built-in source)", {}), optional=True,
+        default={}),
     Key("dataset.root", nullable(TEXT), "dataset.root=/path/to/images", "folder of the data (null: bundled)",
-        used=Used(lambda c: _dataset(c) != "digits", "dataset=digits is bundled"), needed=True),
+        used=Used(lambda c: _dataset(c) not in (None, "digits"), "dataset=digits is bundled, and dataset.class_path "
+                  "names your own data"), needed=True, default=None),
     Key("dataset.download", BOOL, "dataset.download=false", "download a torchvision data set when missing",
-        used=Used(lambda c: _dataset(c) in TORCHVISION_DATASETS, "only mnist, fashion_mnist and cifar10 download", False)),
-    Key("dataset.image_size", integer(1, 4096), "dataset.image_size=28", "images are resized to this once, when loaded"),
-    Key("dataset.channels", one_of(1, 3), "dataset.channels=1", "1 = grayscale, 3 = RGB"),
+        used=Used(lambda c: _dataset(c) in TORCHVISION_DATASETS, "only mnist, fashion_mnist and cifar10 download", False),
+        default=False),
+    Key("dataset.image_size", nullable(integer(1, 4096)), "dataset.image_size=28",
+        "images are resized to this once, when loaded (your image source: null keeps its size; not read for "
+        "tensor Datasets and DataModules)", default=None),
+    Key("dataset.channels", nullable(one_of(1, 3)), "dataset.channels=1",
+        "1 = grayscale, 3 = RGB (your image source: null keeps its channels)", default=None),
     Key("dataset.val_fraction", number(0, 1, True, True), "dataset.val_fraction=0.15",
-        "of the training split, held out for validation"),
+        "of the training split, held out for validation", default=0.15),
     Key("dataset.test_fraction", nullable(number(0, 1, True, True)), "dataset.test_fraction=0.15",
-        "of all data, held out for the final test (null: the source's own test split)"),
-    Key("dataset.batch_size", integer(1), "dataset.batch_size=64", "training batch size (per process)"),
-    Key("dataset.eval_batch_size", integer(1), "dataset.eval_batch_size=256", "validation and test batch size"),
-    Key("dataset.num_workers", integer(0), "dataset.num_workers=0", "DataLoader workers for file-backed or per-sample data",
-        used=Used(lambda c: not _in_memory(c), "data held in memory is batched without DataLoader workers", 0)),
+        "of all data, held out for the final test (null: the source's own test split)", default=0.15),
+    Key("dataset.batch_size", integer(1), "dataset.batch_size=64", "training batch size (per process)", default=64),
+    Key("dataset.eval_batch_size", integer(1), "dataset.eval_batch_size=256", "validation and test batch size",
+        default=256),
+    Key("dataset.num_workers", integer(0), "dataset.num_workers=0",
+        "DataLoader workers for file-backed, per-sample or streamed Dataset data",
+        used=Used(lambda c: not _in_memory(c), "data held in memory is batched without DataLoader workers", 0),
+        default=0),
     Key("dataset.in_memory", one_of(True, False, "auto"), "dataset.in_memory=true",
-        "image files: decode once into memory (auto: when under memory_limit_mb)"),
+        "image files, or your Dataset's items: hold them in memory as one tensor (auto: when under memory_limit_mb)",
+        default="auto"),
     Key("dataset.memory_limit_mb", number(0, open_lo=True), "dataset.memory_limit_mb=4096",
-        "in_memory=auto: hold decoded images in memory below this size"),
+        "in_memory=auto: hold decoded images (or stacked items) in memory below this size", default=4096),
     Key("dataset.bad_images", nullable(one_of("skip", "error")), "dataset.bad_images=skip",
-        "unreadable image files: skip (warn, count, leave out) or error", used=FILES_ONLY, needed=True),
+        "unreadable image files: skip (warn, count, leave out) or error", used=FILES_ONLY, needed=True, default=None),
     Key("dataset.csv_file", nullable(TEXT), "dataset.csv_file=scores.csv", "image_csv: the CSV file",
-        used=CSV_ONLY, needed=True),
+        used=CSV_ONLY, needed=True, default=None),
     Key("dataset.path_column", nullable(TEXT), "dataset.path_column=path", "image_csv: column of image paths",
-        used=CSV_ONLY, needed=True),
+        used=CSV_ONLY, needed=True, default=None),
     Key("dataset.target_column", nullable(TEXT), "dataset.target_column=target", "image_csv: column of targets",
-        used=CSV_ONLY, needed=True),
+        used=CSV_ONLY, needed=True, default=None),
     # augmentation
     Key("augmentation.crop_size", nullable(integer(1)), "augmentation.crop_size=null",
         "train: random crop, eval: centre crop to this size (null: the image size)"),
@@ -288,6 +337,8 @@ def show(value) -> str:
     """A value as it is typed on the command line."""
     if isinstance(value, (tuple, list)):
         return "[" + ",".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{show(v)}" for k, v in value.items()) + "}"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -318,7 +369,7 @@ def _check_key(cfg, key: Key, path: str) -> None:
     if not key.rule.ok(value):
         raise ConfigError(path, value, f"must be {key.rule.text}", fix)
     if key.used and not key.used.test(cfg):
-        if value != key.used.off:
+        if key.used.off is not ANY and value != key.used.off:
             raise ConfigError(path, value, f"is not read here: {key.used.why}",
                               f"{path}={show(key.used.off)}, or remove it")
     elif key.needed and value is None:
@@ -326,8 +377,23 @@ def _check_key(cfg, key: Key, path: str) -> None:
 
 
 def _with(cfg, key: Key) -> str:
-    group = key.path.split(".")[0]
-    return f" with dataset={cfg.dataset.name}" if group == "dataset" else ""
+    if key.path.split(".")[0] != "dataset":
+        return ""
+    return f" with dataset={cfg.dataset.name}" if not _user_data(cfg) else " with dataset.class_path"
+
+
+def fill_defaults(cfg: DictConfig) -> None:
+    """Keys absent from the config that have a documented default (Key.default) take it, in place: a user's
+    dataset YAML holds only class_path, init_args and the keys it changes."""
+    from omegaconf import open_dict
+
+    for key in KEYS:
+        if key.default is REQUIRED:
+            continue
+        node, name = _parent(cfg, key.path)
+        if node is not None and name not in node.keys() and not OmegaConf.is_missing(node, name):
+            with open_dict(node):
+                node[name] = key.default
 
 
 def _parent(cfg, path: str):
@@ -490,8 +556,9 @@ def markdown(group: str) -> str:
         top = key.path.split(".")[0] not in GROUPS
         if (group == "top") != top or (not top and not key.path.startswith(group + ".")):
             continue
-        rows.append(f"| `{key.path}` | {key.rule.text} | `{key.fix}` | {key.doc} |"
-                    if "=" in key.fix else f"| `{key.path}` | {key.rule.text} | {key.fix} | {key.doc} |")
+        doc = key.doc if key.default is REQUIRED else f"{key.doc}; absent: `{show(key.default)}`"
+        rows.append(f"| `{key.path}` | {key.rule.text} | `{key.fix}` | {doc} |"
+                    if "=" in key.fix else f"| `{key.path}` | {key.rule.text} | {key.fix} | {doc} |")
     return "\n".join(rows)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import checkpoint_io, config, distributed, preflight, resume, run_lock
+from trainlab import checkpoint_io, config, distributed, preflight, resume, run_lock, tune
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 from trainlab.sweep_checks import SweepError
@@ -46,6 +46,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def run(cfg: DictConfig) -> dict:
     cfg = _composed(cfg)
+    tune.check(cfg, in_multirun())  # before resume.prepare reads a stored config in its place
     start = resume.prepare(cfg)  # resume=: the run's own config and last.ckpt; a finished job is skipped
     if start.finished is not None:
         return start.finished
@@ -78,10 +79,13 @@ def run(cfg: DictConfig) -> dict:
     from trainlab.build import build_parts
     from trainlab.callbacks import build_callbacks
     from trainlab import guards, loggers
+    from trainlab.figures import FinalFigures
     from trainlab.pruning import OptunaPruning
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_parts(cfg, resolved)  # datamodule (set up), network, TrainModule: shared with inference.py
+    if cfg.get("tune"):  # tune=lr_find | batch_size: Lightning's Tuner instead of training
+        return tune.run(cfg, parts, run_dir)
     datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
 
     callbacks, checkpoint, history = build_callbacks(cfg, resolved, run_dir, loggers.features(resolved["logger"]))
@@ -91,6 +95,8 @@ def run(cfg: DictConfig) -> dict:
         trainer_args["profiler"] = _profiler(trainer_args["profiler"], run_dir)
     pruning = OptunaPruning.from_config(cfg)  # only in jobs of `-m hparams_search=optuna`
     callbacks += [pruning] if pruning else []
+    drawing = FinalFigures.from_config(cfg)  # figures: true
+    callbacks += [drawing] if drawing else []
     trainer = L.Trainer(**trainer_args, logger=built_loggers or False, callbacks=callbacks,
                         default_root_dir=str(run_dir), enable_progress_bar=cfg.callbacks.progress_bar.enabled,
                         plugins=[checkpoint_io.plugin()],  # atomic checkpoint files in their own folder
@@ -111,6 +117,8 @@ def run(cfg: DictConfig) -> dict:
                 metrics["status"] = "pruned"
             if trainer.is_global_zero:
                 _write_metrics(run_dir, metrics)
+                if drawing:
+                    drawing.write(run_dir, cfg.task, metrics["history"], datamodule, built_loggers, trainer.global_step)
                 loggers.log_final_hparams(built_loggers, resolved, {**metrics["val"], **metrics["test"]},
                                           trainer.global_step)
     except RunStopped as stop:  # interrupted, diverged or disk full: record it, keep the checkpoints

@@ -1,4 +1,7 @@
-"""Data: sources that decode images to uint8 tensors, the DataModule, and batched augmentation."""
-from trainlab.data.datamodule import ImageDataModule
+"""Data: sources that decode images to uint8 tensors, the DataModule, and batched augmentation.
 
-__all__ = ["ImageDataModule"]
+`Source` and `TensorImages` are the contract of a user's image source (README "Bring your own data")."""
+from trainlab.data.datamodule import ImageDataModule
+from trainlab.data.sources import Source, TensorImages
+
+__all__ = ["ImageDataModule", "Source", "TensorImages"]

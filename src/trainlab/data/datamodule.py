@@ -8,8 +8,11 @@ Two paths, chosen by `augmentation.per_sample`:
 """
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import BatchSampler, DataLoader
 
 from trainlab.config import ConfigError
@@ -17,6 +20,7 @@ from trainlab.distributed import index_sampler
 from trainlab.data import sources
 from trainlab.data.augment import BatchAugment, channel_stats
 
+log = logging.getLogger("trainlab")
 STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from files
 
 
@@ -28,25 +32,41 @@ class ImageDataModule(L.LightningDataModule):
         self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~9 us
         self.train_set = self.val_set = self.test_set = None
         self.classes: list[str] | None = None
-        self.augment: BatchAugment | None = None
+        self.augment: BatchAugment | None = None  # None: a user's tensors, used as they are (user_data.py)
+        self.image_size: int | None = None  # of the loaded images (a user's image source may keep its own)
+        self.input_shape: tuple[int, ...] | None = None  # of one input the network sees, known after setup()
 
-    # Shapes the model is built from, known after setup().
+    # The pre-seam network arguments, from input_shape.
     @property
     def in_channels(self) -> int:
-        return self.cfg.channels
+        return self.input_shape[0]
 
     @property
     def input_size(self) -> int:
-        return self.aug_cfg.crop_size or self.cfg.image_size
+        return self.input_shape[-1]
 
     @property
     def num_outputs(self) -> int:
         return 1 if self.task == "regression" else len(self.classes)
 
+    @property
+    def batch_size(self) -> int:
+        """dataset.batch_size, under the name Lightning's batch-size finder reads and sets (train.py tune=batch_size)."""
+        return self.cfg.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.cfg.batch_size = value
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        source = sources.load(self.cfg, self.task, self.cache_dir)
+        if self.cfg.get("class_path") is None:
+            source = sources.load(self.cfg, self.task, self.cache_dir)
+        else:
+            from trainlab.data import user_data
+
+            source = user_data.build(OmegaConf.to_container(self.cfg, resolve=True), self.task, self.seed)
         self.classes = source.classes
         split = torch.Generator().manual_seed(self.seed)
         data = source.train
@@ -55,10 +75,21 @@ class ImageDataModule(L.LightningDataModule):
         else:
             self.test_set = source.test
         self.train_set, self.val_set = _split(data, self.cfg.val_fraction, split)
+        x = self.train_set[0][0]
+        if not source.images:
+            _no_augmentation(self.cfg.class_path, self.aug_cfg)
+            self.input_shape = tuple(x.shape)
+            return
+        self.image_size, size = x.shape[-1], self.aug_cfg.crop_size or x.shape[-1]
+        if self.cfg.image_size is None:  # a user's source keeps its own size: the crop is checked now
+            from trainlab.data.user_data import cropped
+
+            cropped(self.image_size, self.aug_cfg.crop_size)
+        self.input_shape = (x.shape[0], size, size)
         mean = std = None
         if self.aug_cfg.normalize:
             mean, std = channel_stats(_sample_images(self.train_set, split))
-        self.augment = BatchAugment(self.cfg.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
+        self.augment = BatchAugment(self.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
                                     self.aug_cfg.hflip, mean, std, self.seed)
 
     def train_dataloader(self) -> DataLoader:
@@ -124,9 +155,9 @@ class ImageDataModule(L.LightningDataModule):
 
         aug, size = self.aug_cfg, self.input_size
         steps = []
-        if train and (aug.padding or size < self.cfg.image_size):
+        if train and (aug.padding or size < self.image_size):
             steps.append(v2.RandomCrop(size, padding=aug.padding))
-        elif size < self.cfg.image_size:
+        elif size < self.image_size:
             steps.append(v2.CenterCrop(size))
         if train and aug.hflip:
             steps.append(v2.RandomHorizontalFlip())
@@ -136,7 +167,7 @@ class ImageDataModule(L.LightningDataModule):
         return v2.Compose(steps)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.per_sample:
+        if self.per_sample or self.augment is None:
             return batch
         images, targets = batch
         return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
@@ -191,6 +222,14 @@ def _split(data, fraction: float, generator: torch.Generator):
                           "add data, or lower dataset.val_fraction / dataset.test_fraction")
     order = torch.randperm(n, generator=generator)
     return data.subset(order[held:]), data.subset(order[:held])
+
+
+def _no_augmentation(class_path: str, aug) -> None:
+    """A user's tensors are not images: per-sample transforms are refused by name, the batched ones skipped."""
+    if aug.per_sample:
+        raise ConfigError("augmentation.per_sample", True, f"{class_path} gives tensors, not uint8 images, and "
+                          "image transforms do not apply to them", "augmentation=none")
+    log.info("augmentation and normalisation: not applied to %s (its items are tensors, used as they are)", class_path)
 
 
 def _sample_images(data, generator: torch.Generator) -> torch.Tensor:

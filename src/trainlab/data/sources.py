@@ -25,7 +25,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 class TensorImages(Dataset):
-    """uint8 images and targets held in memory; indexing with a list of indices returns a batch."""
+    """uint8 images and targets held in memory; indexing with a list of indices returns a batch. (A user's
+    Dataset of tensors, stacked, is held here too: user_data.py.)"""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor):
         self.images, self.targets = images, targets
@@ -68,6 +69,7 @@ class Source:
     train: Dataset                 # TensorImages or FileImages
     test: Dataset | None           # the source's own test split, if it has one
     classes: list[str] | None      # class names (None for regression)
+    images: bool = True            # uint8 images (normalised, augmented); False: a user's tensors, used as they are
 
 
 def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """The networks of the user's documents. They output logits (no softmax): the loss applies it."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -61,9 +63,9 @@ class LeNet(nn.Module):
 class MLP(nn.Module):
     """Seeds 002/003: flatten, then Linear + ReLU for each hidden size, then the output layer."""
 
-    def __init__(self, in_channels: int, input_size: int, num_outputs: int, hidden=(128, 64), dropout: float = 0.0):
+    def __init__(self, input_shape: tuple, num_outputs: int, hidden=(128, 64), dropout: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(1), _head(in_channels * input_size ** 2, list(hidden), num_outputs, dropout))
+        self.net = nn.Sequential(nn.Flatten(1), _head(math.prod(input_shape), list(hidden), num_outputs, dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
