@@ -22,14 +22,18 @@ class Parts:
 def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
     import torch
 
-    from trainlab import models  # noqa: F401  (class paths point into it)
+    from trainlab import finetune, models  # noqa: F401  (class paths point into models)
     from trainlab.data import ImageDataModule
     from trainlab.module import TrainModule
     from trainlab.optim import check_init_args, locate
 
+    # Pretrained weights' own sizes, mean and std (finetune.preprocessing), the same for training and inference.
+    prep = finetune.pretrained_preprocessing(resolved)
+    dataset, augmentation = finetune.data_config(cfg.dataset, cfg.augmentation, prep)
     # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
-    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
-                                 OmegaConf.select(cfg, "paths.cache_dir", default=None))
+    datamodule = ImageDataModule(dataset, augmentation, cfg.task, cfg.seed,
+                                 OmegaConf.select(cfg, "paths.cache_dir", default=None),
+                                 pretrained=prep)
     datamodule.setup("fit")
     if cfg.task == "classification" and cfg.top_k >= datamodule.num_outputs:
         raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",
@@ -47,5 +51,6 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
         net.compile()  # in place: state_dict keys (and checkpoints) stay those of the plain network
     module = TrainModule(net, cfg.task, datamodule.num_outputs, resolved["optimizer"], resolved["scheduler"],
                          top_k=cfg.top_k if cfg.task == "classification" else 0,
-                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
+                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last,
+                         class_weights=datamodule.class_weights)
     return Parts(datamodule, module, trainer_args)

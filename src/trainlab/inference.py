@@ -77,7 +77,7 @@ def predict(cfg: DictConfig) -> Path:
     accelerator = cfg.accelerator or parts.trainer_args["accelerator"]
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     module.to(device).eval()
-    images, names = _decode_all(files, folder, run_cfg.dataset)
+    images, names = _decode_all(files, folder, dm.cfg)  # the size and channels the data was built with
     header = ["path", "value"] if run_cfg.task == "regression" else ["path", "class", "probability"]
     rows = []
     with torch.inference_mode():

@@ -38,6 +38,9 @@ def check(resolved: dict) -> None:
         return
     import lightning  # noqa: F401  (before _quiet: importing it sets its loggers' levels)
     import torch
+    from omegaconf import OmegaConf
+
+    from trainlab import distributed, finetune
 
     outputs = num_outputs(resolved)
     if resolved["task"] == "classification" and resolved["top_k"] >= outputs:
@@ -45,6 +48,7 @@ def check(resolved: dict) -> None:
                           "top_k=0 (off) or a smaller k")
     with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
         net = _network(resolved, outputs)
+        finetune.check(resolved, net, distributed.process_count(OmegaConf.create(resolved["trainer"])))
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
@@ -69,12 +73,12 @@ def num_outputs(resolved: dict) -> int:
 def _network(resolved: dict, outputs: int):
     import torch
 
-    from trainlab import models  # noqa: F401  (class paths point into it)
+    from trainlab import finetune, models  # noqa: F401  (class paths point into models)
 
-    model, ds = resolved["model"], resolved["dataset"]
+    model = resolved["model"]
     cls = locate("model.class_path", model["class_path"])
     check_init_args("model", cls, model["init_args"], NETWORK_ARGS)
-    channels, size = ds["channels"], resolved["augmentation"]["crop_size"] or ds["image_size"]
+    channels, size = finetune.network_input(resolved)  # pretrained weights fix RGB and their crop size
 
     def build(args):
         net = cls(in_channels=channels, input_size=size, num_outputs=outputs, **args)

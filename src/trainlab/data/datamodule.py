@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import BatchSampler, DataLoader
 
 from trainlab.config import ConfigError
 from trainlab.distributed import index_sampler
-from trainlab.data import sources
+from trainlab.data import sampling, sources
 from trainlab.data.augment import BatchAugment, channel_stats
 
 STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from files
 
 
 class ImageDataModule(L.LightningDataModule):
-    def __init__(self, dataset, augmentation, task: str, seed: int, cache_dir: str | None = None):
+    def __init__(self, dataset, augmentation, task: str, seed: int, cache_dir: str | None = None,
+                 pretrained=None):
         super().__init__()
         self.cfg, self.aug_cfg, self.task, self.seed = dataset, augmentation, task, seed
+        self.pretrained = pretrained  # finetune.Preprocessing: normalise by the weights' mean, std
         self.cache_dir = cache_dir  # paths.cache_dir: decoded image files are cached there (None: not cached)
         self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~9 us
         self.train_set = self.val_set = self.test_set = None
         self.classes: list[str] | None = None
         self.augment: BatchAugment | None = None
+        self.sample_weights: torch.Tensor | None = None  # dataset.oversample: per training sample
+        self.class_weights: list[float] | None = None    # dataset.class_weights: per class, for the loss
 
     # Shapes the model is built from, known after setup().
     @property
@@ -56,10 +61,31 @@ class ImageDataModule(L.LightningDataModule):
             self.test_set = source.test
         self.train_set, self.val_set = _split(data, self.cfg.val_fraction, split)
         mean = std = None
-        if self.aug_cfg.normalize:
+        if self.aug_cfg.normalize and self.pretrained is not None:
+            mean, std = (torch.tensor(v, dtype=torch.float32) for v in (self.pretrained.mean, self.pretrained.std))
+        elif self.aug_cfg.normalize:
             mean, std = channel_stats(_sample_images(self.train_set, split))
+        self._balance(self.train_set.targets)
         self.augment = BatchAugment(self.cfg.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
                                     self.aug_cfg.hflip, mean, std, self.seed)
+
+    def preprocessing(self) -> dict:
+        """What evaluation does to an image (metrics.json): decode at image_size with `channels`, centre crop to
+        input_size, scale to [0, 1], then (x - mean) / std when mean is not null."""
+        mean = self.augment.mean
+        source = self.pretrained.source if self.pretrained and mean is not None else "training split"
+        return {"normalization": source if mean is not None else None,
+                "mean": mean.tolist() if mean is not None else None,
+                "std": self.augment.std.tolist() if mean is not None else None,
+                "image_size": self.cfg.image_size, "input_size": self.input_size, "channels": self.cfg.channels}
+
+    def _balance(self, targets: torch.Tensor) -> None:
+        oversample, bins, weights = (OmegaConf.select(self.cfg, key, default=default)  # defaults: runs stored before
+                                     for key, default in (("oversample", "none"), ("oversample_bins", 10),
+                                                          ("class_weights", "none")))
+        self.sample_weights = sampling.sample_weights(targets, self.task, oversample, bins)
+        if weights == "balanced":
+            self.class_weights = sampling.class_weights(targets, len(self.classes))
 
     def train_dataloader(self) -> DataLoader:
         self.train_set = self._on_device(self.train_set)
@@ -101,7 +127,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, data, batch_size: int, train: bool) -> DataLoader:
         # Our samplers shard per rank themselves (the Trainer runs with use_distributed_sampler=False).
-        sampler = index_sampler(len(data), train, self.trainer, self.seed)
+        weights = self.sample_weights if train else None
+        if weights is None:
+            sampler = index_sampler(len(data), train, self.trainer, self.seed)
+        else:
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+            sampler = sampling.WeightedEpochSampler(weights, self.seed, self._epoch, rank, world)
         if self.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
         elif isinstance(data, sources.TensorImages):
@@ -109,7 +140,7 @@ class ImageDataModule(L.LightningDataModule):
             if train and (self.trainer is None or self.trainer.world_size == 1):
                 # Own generator: creating the iterator must not draw from the global RNG (exact resume).
                 return DataLoader(data, batch_size=None, sampler=EpochShuffle(len(data), batch_size, self.seed,
-                                                                              self._epoch),
+                                                                              self._epoch, weights),
                                   generator=torch.Generator().manual_seed(self.seed))
             return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
@@ -143,21 +174,18 @@ class ImageDataModule(L.LightningDataModule):
 
 
 class EpochShuffle(torch.utils.data.Sampler):
-    """Batches of indices from a permutation seeded by (seed, epoch), so a resumed run draws the same
-    order for an epoch as the uninterrupted run did."""
+    """Batches of indices from a permutation (or, with weights, a draw with replacement) seeded by (seed, epoch),
+    so a resumed run draws the same order for an epoch as the uninterrupted run did."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch):
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+    def __init__(self, n: int, batch_size: int, seed: int, epoch, weights: torch.Tensor | None = None):
+        self.n, self.batch_size, self.seed, self.epoch, self.weights = n, batch_size, seed, epoch, weights
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        from trainlab.guards import epoch_seed
-
         # A generator: the epoch is read at the first batch, not when Lightning creates the iterator early.
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch())))
-        yield from order.split(self.batch_size)
+        yield from sampling.epoch_order(self.n, self.seed, self.epoch(), self.weights).split(self.batch_size)
 
 
 class EpochBatchSampler(BatchSampler):
