@@ -37,7 +37,8 @@ class Preprocessing:
 def pretrained_preprocessing(resolved: dict) -> Preprocessing | None:
     """The pre-processing of the run's pretrained weights, or None (the data's own: a network that is not
     pretrained, weights without metadata, or finetune.preprocessing=false). `resolved` is the plain config."""
-    mode = (resolved.get("finetune") or {}).get("preprocessing", "auto")  # runs stored before the key: auto
+    # A run stored before the key (evaluate.py, predict.py, resume) keeps the data's own, as it was trained.
+    mode = (resolved.get("finetune") or {}).get("preprocessing", False)
     if mode is False:
         return None
     found = _from_weights(resolved["model"])
