@@ -113,8 +113,14 @@ def test_the_switch_keeps_the_datas_own_preprocessing(cfg_factory, image_folder)
     base = [*MOBILENET, "model.init_args.pretrained=true", "dataset=image_folder", f"dataset.root={image_folder}"]
     off = config.plain(cfg_factory(*base, "finetune.preprocessing=false"))
     assert finetune.pretrained_preprocessing(off) is None and finetune.network_input(off) == (3, 16)
-    mean_std = finetune.pretrained_preprocessing(config.plain(cfg_factory(*base, "finetune.preprocessing=mean_std")))
+    cfg = cfg_factory(*base, "finetune.preprocessing=mean_std", "dataset.channels=1")
+    mean_std = finetune.pretrained_preprocessing(config.plain(cfg))
     assert mean_std.mean == (0.485, 0.456, 0.406) and mean_std.resize_size is None
+    dataset, augmentation = finetune.data_config(cfg.dataset, cfg.augmentation, mean_std)
+    dm = ImageDataModule(dataset, augmentation, cfg.task, cfg.seed, cfg.paths.cache_dir, pretrained=mean_std)
+    dm.setup("fit")
+    assert dm.augment(dm.val_set.images, train=False).shape[1:] == (3, 16, 16)  # RGB, the data's own size
+    assert finetune.network_input(config.plain(cfg)) == (3, 16)
     dm = data(cfg_factory(*base, "finetune.preprocessing=false"))  # what build_parts does without weights
     assert dm.preprocessing()["normalization"] == "training split" and dm.input_size == 16
 

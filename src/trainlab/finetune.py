@@ -90,26 +90,29 @@ def _timm(model_name: str) -> Preprocessing:
 
 
 def data_config(dataset, augmentation, prep: Preprocessing | None):
-    """The dataset and augmentation configs as the data is built: with the weights' sizes, RGB, when the
-    pre-processing fixes them (copies; the run's config keeps what the user wrote)."""
+    """The dataset and augmentation configs as the data is built: RGB (the weights' mean and std have three
+    channels) and, unless mean_std, the weights' sizes (copies; the run's config keeps what the user wrote)."""
     if prep is not None:
         sizes = f", resized to {prep.resize_size}, cropped to {prep.crop_size}, RGB" if prep.resize_size else ""
         log.info("Pre-processing of the pretrained weights (%s): mean %s, std %s%s", prep.source, list(prep.mean),
                  list(prep.std), sizes)
-    if prep is None or prep.resize_size is None:
+    if prep is None:
         return dataset, augmentation
     dataset, augmentation = dataset.copy(), augmentation.copy()
-    dataset.image_size, dataset.channels, augmentation.crop_size = prep.resize_size, 3, prep.crop_size
+    dataset.channels = 3
+    if prep.resize_size is not None:
+        dataset.image_size, augmentation.crop_size = prep.resize_size, prep.crop_size
     return dataset, augmentation
 
 
 def network_input(resolved: dict) -> tuple[int, int]:
     """(channels, size) of one network input, as the data will be built (pre-flight's dummy batch)."""
     prep = pretrained_preprocessing(resolved)
-    if prep is not None and prep.resize_size is not None:
-        return 3, prep.crop_size
     ds = resolved["dataset"]
-    return ds["channels"], resolved["augmentation"]["crop_size"] or ds["image_size"]
+    size = resolved["augmentation"]["crop_size"] or ds["image_size"]
+    if prep is None:
+        return ds["channels"], size
+    return 3, prep.crop_size if prep.resize_size is not None else size
 
 
 # ---------------------------------------------------------------- head and backbone
