@@ -144,7 +144,7 @@ def check(resolved: dict, net: nn.Module, processes: int) -> None:
     if head is None or not any(id(p) in own for p in head.parameters()):
         raise ConfigError(key, value, f"needs the network's head, and {resolved['model']['class_path']} declares "
                           "none (a `head` attribute: the nn.Module whose parameters are the head)",
-                          f"give the network a `head` attribute (README \"Fine-tuning\"), or remove {key}")
+                          f"give the network a `head` attribute (README \"Fine-tuning (seed 004)\"), or remove {key}")
     backbone = backbone_parameters(net)
     if not backbone:
         raise ConfigError(key, value, "the network has no parameters outside its head", f"remove {key}")

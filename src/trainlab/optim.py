@@ -41,7 +41,8 @@ def param_groups(net: nn.Module, weight_decay: float, no_decay_norm_and_bias: bo
     from trainlab.finetune import head_module
 
     head = {id(p) for p in head_module(net).parameters()}
-    parts = (([p for p in params if id(p) in head], lr), ([p for p in params if id(p) not in head], lr * backbone_lr_mult))
+    parts = (([p for p in params if id(p) in head], lr),
+             ([p for p in params if id(p) not in head], lr * backbone_lr_mult))
     return [{**group, "lr": part_lr} for part, part_lr in parts
             for group in _decay_groups(part, weight_decay, no_decay_norm_and_bias)]
 
