@@ -127,15 +127,12 @@ def test_the_switch_keeps_the_datas_own_preprocessing(cfg_factory, image_folder)
 
 
 # ---------------------------------------------------------------- backbone lr and unfreezing
-def test_backbone_lr_and_unfreezing_through_a_real_trainer_and_its_exact_resume(cfg_factory, image_folder, tmp_path,
-                                                                               monkeypatch):
-    monkeypatch.setenv("TRAINLAB_TRUSTED_MODULES", "test_finetune")  # resume reads the Recorder's class path back
-    args = [*MOBILENET, "dataset=image_folder", f"dataset.root={image_folder}", "dataset.batch_size=4",
-            "optimizer=adamw", "optimizer.backbone_lr_mult=0.1", "finetune.unfreeze_after_epochs=1",
-            "trainer.limit_train_batches=2", "test_after_fit=false", "logger=none",
-            "+callbacks.extra.rec.class_path=test_finetune.Recorder", "+callbacks.extra.rec.init_args={}"]
+def test_backbone_lr_and_unfreezing_through_a_real_trainer(cfg_factory, image_folder):
     SEEN.clear()
-    run(cfg_factory(*args, "trainer.max_epochs=2", name="straight"))
+    run(cfg_factory(*MOBILENET, "dataset=image_folder", f"dataset.root={image_folder}", "dataset.batch_size=4",
+                    "optimizer=adamw", "optimizer.backbone_lr_mult=0.1", "finetune.unfreeze_after_epochs=1",
+                    "trainer.max_epochs=2", "trainer.limit_train_batches=2", "test_after_fit=false", "logger=none",
+                    "+callbacks.extra.rec.class_path=test_finetune.Recorder", "+callbacks.extra.rec.init_args={}"))
     first, second, end = SEEN
     # Head groups first (decay, no decay) at lr, the backbone's at lr * 0.1, as the optimizer held them.
     assert first["lrs"] == second["lrs"] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
@@ -144,13 +141,21 @@ def test_backbone_lr_and_unfreezing_through_a_real_trainer_and_its_exact_resume(
     assert torch.equal(first["backbone"], second["backbone"]) and not torch.equal(second["backbone"], end["backbone"])
     assert not torch.equal(first["head"], second["head"])
 
-    run(cfg_factory(*args, "trainer.max_epochs=1", name="resumed"))  # stops at the unfreeze epoch's start
+
+def test_a_run_resumed_across_the_unfreeze_epoch_equals_the_uninterrupted_run(cfg_factory, tmp_path):
+    args = ["optimizer.backbone_lr_mult=0.1", "finetune.unfreeze_after_epochs=1", "trainer.limit_train_batches=3",
+            "test_after_fit=false", "logger=none"]  # the seed CNN: its `head` is declared
+    run(cfg_factory(*args, "trainer.max_epochs=2", name="straight"))
+    run(cfg_factory(*args, name="resumed"))  # one epoch: it stops where the backbone unfreezes
+    frozen = checkpoint_io.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["optimizer_states"][0]["state"]
     with session(tmp_path / "resumed", f"resume={tmp_path / 'resumed'}", "trainer.max_epochs=2") as cfg:
-        resumed = run(cfg)
-    assert resumed["epochs"] == 2
+        assert run(cfg)["epochs"] == 2
     ours, theirs = (checkpoint_io.load(tmp_path / d / "checkpoints" / "last.ckpt") for d in ("resumed", "straight"))
     assert all(torch.equal(ours["state_dict"][k], theirs["state_dict"][k]) for k in theirs["state_dict"])
-    assert ours["optimizer_states"][0]["param_groups"] == theirs["optimizer_states"][0]["param_groups"]
+    (ours,), (theirs,) = ours["optimizer_states"], theirs["optimizer_states"]
+    assert ours["param_groups"] == theirs["param_groups"] and ours["state"].keys() == theirs["state"].keys()
+    assert all(torch.equal(ours["state"][i][k], theirs["state"][i][k]) for i in theirs["state"] for k in theirs["state"][i])
+    assert len(frozen) < len(ours["state"])  # the backbone got optimizer state only after it unfroze
 
 
 def test_a_network_without_a_declared_head_is_refused_before_data(cfg_factory):
