@@ -44,7 +44,8 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
         net.compile()  # in place: state_dict keys (and checkpoints) stay those of the plain network
     module = TrainModule(net, cfg.task, datamodule.num_outputs, resolved["optimizer"], resolved["scheduler"],
                          top_k=cfg.top_k if cfg.task == "classification" else 0,
-                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
+                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last,
+                         class_weights=getattr(datamodule, "class_weights", None))  # a user DataModule: none
     return Parts(datamodule, module, trainer_args)
 
 
@@ -52,6 +53,7 @@ def _datamodule(cfg, resolved: dict):
     """The run's datamodule, set up: trainlab's, or the user's own LightningDataModule (user_data.py)."""
     import lightning as L
 
+    from trainlab import finetune
     from trainlab.data import ImageDataModule
 
     if cfg.dataset.get("class_path") is not None:
@@ -60,9 +62,12 @@ def _datamodule(cfg, resolved: dict):
         data = user_data.build(resolved["dataset"], cfg.task, cfg.seed)
         if isinstance(data, L.LightningDataModule):
             return data
+    # Pretrained weights' own sizes, mean and std (finetune.preprocessing), the same for training and inference.
+    prep = finetune.pretrained_preprocessing(resolved)
+    dataset, augmentation = finetune.data_config(cfg.dataset, cfg.augmentation, prep)
     # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
-    datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
-                                 OmegaConf.select(cfg, "paths.cache_dir", default=None))
+    datamodule = ImageDataModule(dataset, augmentation, cfg.task, cfg.seed,
+                                 OmegaConf.select(cfg, "paths.cache_dir", default=None), pretrained=prep)
     datamodule.setup("fit")
     return datamodule
 

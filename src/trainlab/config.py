@@ -218,6 +218,11 @@ def _check_data(cfg) -> None:
         raise ConfigError("dataset.val_fraction", ds.val_fraction,
                           f"with test_fraction={ds.test_fraction} leaves no training data",
                           "keep val_fraction + test_fraction below 1, e.g. 0.15 and 0.15")
+    oversample = OmegaConf.select(ds, "oversample", default="none")
+    if oversample != "none" and OmegaConf.select(ds, "class_weights", default="none") != "none":
+        raise ConfigError("dataset.class_weights", ds.class_weights, f"corrects the same imbalance as "
+                          f"dataset.oversample={oversample}: together the rare classes would count twice over",
+                          "dataset.class_weights=none, or dataset.oversample=none")
     if cfg.task == "regression" and ds.name != "image_csv":
         raise ConfigError("task", "regression", f"dataset {ds.name} has class labels, not numeric targets",
                           "use task=classification, or dataset=image_csv with a numeric target column")

@@ -81,7 +81,7 @@ def predict(cfg: DictConfig) -> Path:
     accelerator = cfg.accelerator or parts.trainer_args["accelerator"]
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     module.to(device).eval()
-    images, names = _decode_all(files, folder, dm.image_size, dm.input_shape[0])
+    images, names = _decode_all(files, folder, dm.image_size, dm.input_shape[0])  # as the data was built
     header = ["path", "value"] if run_cfg.task == "regression" else ["path", "class", "probability"]
     rows = []
     with torch.inference_mode():

@@ -72,13 +72,16 @@ class TrainModule(L.LightningModule):
     """
 
     def __init__(self, net: nn.Module, task: str, num_outputs: int, optimizer: dict, scheduler: dict,
-                 top_k: int = 0, no_decay_norm_and_bias: bool = True, channels_last: bool = False):
+                 top_k: int = 0, no_decay_norm_and_bias: bool = True, channels_last: bool = False,
+                 class_weights: list[float] | None = None):
         super().__init__()
         # Plain dicts only: checkpoints then load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["net"], logger=False)
         self.net = net
         self.task, self.channels_last = task, channels_last
         self.loss_fn = F.mse_loss if task == "regression" else F.cross_entropy
+        # dataset.class_weights: weigh the training loss only, so val/loss stays comparable between runs.
+        self.register_buffer("class_weights", torch.tensor(class_weights) if class_weights else None)
         self.stats = {stage: EpochStats(task, top_k) for stage in ("train", "val", "test")}
         self.warmup_steps = scheduler["warmup_steps"]
         self.log_lr_steps = scheduler["interval"] == "step" or self.warmup_steps > 0
@@ -92,7 +95,10 @@ class TrainModule(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         out = self(x)
-        loss = self.loss_fn(out, y)
+        if stage == "train" and self.class_weights is not None:
+            loss = self.loss_fn(out, y, weight=self.class_weights)
+        else:
+            loss = self.loss_fn(out, y)
         self.stats[stage].update(out, y, loss)
         return loss
 

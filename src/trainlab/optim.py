@@ -30,9 +30,24 @@ class TimeDecayLR(LRScheduler):
         return [base / (1.0 + self.decay * self.last_epoch) for base in self.base_lrs]
 
 
-def param_groups(net: nn.Module, weight_decay: float, no_decay_norm_and_bias: bool) -> list[dict]:
-    """Weight decay on weight matrices and kernels only: biases and norm weights (1-D) are exempt."""
+def param_groups(net: nn.Module, weight_decay: float, no_decay_norm_and_bias: bool, lr: float,
+                 backbone_lr_mult: float = 1.0) -> list[dict]:
+    """Weight decay on weight matrices and kernels only: biases and norm weights (1-D) are exempt. With a
+    backbone_lr_mult, the head's groups come first (their lr is the logged `lr`), then the backbone's at
+    lr * backbone_lr_mult (finetune.head_module names the head)."""
     params = [p for p in net.parameters() if p.requires_grad]
+    if backbone_lr_mult == 1.0:
+        return _decay_groups(params, weight_decay, no_decay_norm_and_bias)
+    from trainlab.finetune import head_module
+
+    head = {id(p) for p in head_module(net).parameters()}
+    parts = (([p for p in params if id(p) in head], lr),
+             ([p for p in params if id(p) not in head], lr * backbone_lr_mult))
+    return [{**group, "lr": part_lr} for part, part_lr in parts
+            for group in _decay_groups(part, weight_decay, no_decay_norm_and_bias)]
+
+
+def _decay_groups(params: list, weight_decay: float, no_decay_norm_and_bias: bool) -> list[dict]:
     if not weight_decay:
         return [{"params": params}]
     if not no_decay_norm_and_bias:
@@ -46,7 +61,9 @@ def build_optimizer(cfg: dict, net: nn.Module, no_decay_norm_and_bias: bool) -> 
     cls = locate("optimizer.class_path", cfg["class_path"])
     init_args = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["init_args"].items()}
     check_init_args("optimizer", cls, init_args, ("lr", "weight_decay"))
-    return cls(param_groups(net, cfg["weight_decay"], no_decay_norm_and_bias), lr=cfg["lr"], **init_args)
+    groups = param_groups(net, cfg["weight_decay"], no_decay_norm_and_bias, cfg["lr"],
+                          cfg.get("backbone_lr_mult", 1.0))  # runs stored before the key: 1
+    return cls(groups, lr=cfg["lr"], **init_args)
 
 
 def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, total_steps: float, max_epochs: int) -> dict | None:
@@ -68,8 +85,10 @@ def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer, total_steps: fl
                               "set trainer.max_epochs or trainer.max_steps")
         init_args[length_arg] = max(1, math.ceil(length / cfg["frequency"]))
     if cfg["class_path"] == "torch.optim.lr_scheduler.OneCycleLR":
-        if init_args.get("max_lr") is None:
-            init_args["max_lr"] = optimizer.defaults["lr"]
+        # One max_lr per group, in the groups' lr ratios (a backbone_lr_mult holds through the cycle).
+        max_lr = optimizer.defaults["lr"] if init_args.get("max_lr") is None else init_args["max_lr"]
+        if not isinstance(max_lr, (list, tuple)):
+            init_args["max_lr"] = [max_lr * group["lr"] / optimizer.defaults["lr"] for group in optimizer.param_groups]
         if init_args.get("cycle_momentum", True) and not {"momentum", "betas"} & set(optimizer.defaults):
             raise ConfigError("scheduler.init_args.cycle_momentum", True,
                               f"{type(optimizer).__name__} has neither momentum nor betas to cycle",

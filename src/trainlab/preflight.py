@@ -39,6 +39,9 @@ def check(resolved: dict) -> None:
         return
     import lightning  # noqa: F401  (before _quiet: importing it sets its loggers' levels)
     import torch
+    from omegaconf import OmegaConf
+
+    from trainlab import distributed, finetune
 
     if resolved["dataset"].get("class_path") is not None:
         user_data_class(resolved["dataset"])  # named and its arguments checked before it is called
@@ -48,6 +51,7 @@ def check(resolved: dict) -> None:
                           "top_k=0 (off) or a smaller k")
     with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
         net = _network(resolved, outputs)
+        finetune.check(resolved, net, distributed.process_count(OmegaConf.create(resolved["trainer"])))
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
@@ -93,7 +97,7 @@ def num_outputs(resolved: dict) -> int:
 def _network(resolved: dict, outputs: int):
     import torch
 
-    from trainlab import models  # noqa: F401  (class paths point into it)
+    from trainlab import finetune, models  # noqa: F401  (class paths point into models)
     from trainlab.build import network_args
 
     model, ds = resolved["model"], resolved["dataset"]
@@ -105,8 +109,8 @@ def _network(resolved: dict, outputs: int):
         shape, _, example = user_data.describe(ds, resolved["task"], resolved["seed"],
                                                resolved["augmentation"]["crop_size"])
     else:
-        size = resolved["augmentation"]["crop_size"] or ds["image_size"]
-        shape = (ds["channels"], size, size)
+        channels, size = finetune.network_input(resolved)  # pretrained weights fix RGB and their crop size
+        shape = (channels, size, size)
         example = torch.zeros(1, *shape)
     passed = network_args(model["class_path"], cls, shape, outputs)
 

@@ -96,6 +96,10 @@ def _plateau(cfg) -> bool:
     return cfg.scheduler.class_path == PLATEAU
 
 
+def _oversample(cfg):
+    return OmegaConf.select(cfg, "dataset.oversample", default="none")  # runs stored before the key: none
+
+
 def _in_memory(cfg) -> bool:
     """Data held as tensors and batched by index: no DataLoader workers (auto may stream: counted as read)."""
     if _user_data(cfg):  # a Dataset streams unless stacked (in_memory); a LightningDataModule's loaders are its own
@@ -144,6 +148,11 @@ KEYS: tuple[Key, ...] = (
     Key("top_k", integer(0), "top_k=2", "also log top-k accuracy (0: off); below the number of classes"),
     Key("no_decay_norm_and_bias", BOOL, "no_decay_norm_and_bias=true", "no weight decay on biases and norm weights"),
     Key("test_after_fit", BOOL, "test_after_fit=true", "test the best checkpoint on the held-out test split at the end"),
+    Key("finetune.preprocessing", one_of("auto", "mean_std", False), "finetune.preprocessing=false",
+        "pretrained weights (torchvision, timm): auto resizes, crops and normalises as they expect (RGB); mean_std "
+        "takes their mean and std only; false keeps the data's own", optional=True),
+    Key("finetune.unfreeze_after_epochs", nullable(integer(1)), "finetune.unfreeze_after_epochs=2",
+        "train the network's head alone for the first N epochs, then the backbone too (null: off)", optional=True),
     Key("run_name", nullable(Rule("a text or number", lambda v: isinstance(v, str) or _is_number(v))),
         "run_name=my_run", "free text stored with the run's metrics"),
     Key("tags", TEXT_LIST, "tags=[baseline,digits]", "labels stored in metrics.json, sweep reports and TensorBoard's HPARAMS"),
@@ -190,6 +199,8 @@ KEYS: tuple[Key, ...] = (
         "learning rate (beyond float32's range it overflows the weights at the first step)"),
     Key("optimizer.weight_decay", number(0), "optimizer.weight_decay=0",
         "weight decay (0: off); only on weights of conv/linear layers by default"),
+    Key("optimizer.backbone_lr_mult", number(0, open_lo=True), "optimizer.backbone_lr_mult=0.1",
+        "the backbone's learning rate as a multiple of lr, which the network's head keeps", optional=True),
     Key("optimizer.init_args", MAPPING, "optimizer.init_args={}", "the optimizer class's own arguments"),
     # scheduler
     Key("scheduler.class_path", nullable(TEXT), "scheduler.class_path=null",
@@ -232,6 +243,17 @@ KEYS: tuple[Key, ...] = (
     Key("dataset.batch_size", integer(1), "dataset.batch_size=64", "training batch size (per process)", default=64),
     Key("dataset.eval_batch_size", integer(1), "dataset.eval_batch_size=256", "validation and test batch size",
         default=256),
+    Key("dataset.oversample", either(one_of("none", "balanced"), number(0, 1, open_lo=True)), "dataset.oversample=balanced",
+        "training samples drawn with replacement, weighted by class (regression: target bin) count^-power: "
+        "balanced (power 1), a power in (0, 1], or none", optional=True, default="none"),
+    Key("dataset.oversample_bins", integer(2), "dataset.oversample_bins=10",
+        "regression: equal-width bins of the training targets that oversample balances",
+        used=Used(lambda c: c.task == "regression" and _oversample(c) != "none",
+                  "only task=regression with dataset.oversample reads it", 10), optional=True, default=10),
+    Key("dataset.class_weights", one_of("none", "balanced"), "dataset.class_weights=balanced",
+        "balanced: the training loss weighs each class by its inverse frequency in the training split",
+        used=Used(lambda c: c.task == "classification", "task=regression has no classes", "none"), optional=True,
+        default="none"),
     Key("dataset.num_workers", integer(0), "dataset.num_workers=0",
         "DataLoader workers for file-backed, per-sample or streamed Dataset data",
         used=Used(lambda c: not _in_memory(c), "data held in memory is batched without DataLoader workers", 0),

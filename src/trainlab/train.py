@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
 
     from trainlab.build import build_parts
     from trainlab.callbacks import build_callbacks
-    from trainlab import guards, loggers
+    from trainlab import finetune, guards, loggers
     from trainlab.figures import FinalFigures
     from trainlab.pruning import OptunaPruning
 
@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule, module, trainer_args = parts.datamodule, parts.module, parts.trainer_args
 
     callbacks, checkpoint, history = build_callbacks(cfg, resolved, run_dir, loggers.features(resolved["logger"]))
-    callbacks += guards.build(cfg, run_dir)
+    callbacks += guards.build(cfg, run_dir) + finetune.callbacks(cfg)
     built_loggers = loggers.build(resolved["logger"], run_dir)
     if trainer_args["profiler"]:  # its report in the run folder whatever the logger (appended on resume)
         trainer_args["profiler"] = _profiler(trainer_args["profiler"], run_dir)
@@ -224,6 +224,7 @@ def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "seconds": round(seconds, 2),
+        "preprocessing": trainer.datamodule.preprocessing(),  # what evaluate, predict and an export apply
         "first_step_seconds": first_step,
         "run_dir": str(run_dir),
         "run_name": cfg.run_name,

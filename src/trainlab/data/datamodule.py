@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from trainlab.config import ConfigError
 from trainlab.distributed import index_sampler
-from trainlab.data import sources
+from trainlab.data import sampling, sources
 from trainlab.data.augment import BatchAugment, channel_stats
 
 log = logging.getLogger("trainlab")
@@ -25,9 +25,11 @@ STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from f
 
 
 class ImageDataModule(L.LightningDataModule):
-    def __init__(self, dataset, augmentation, task: str, seed: int, cache_dir: str | None = None):
+    def __init__(self, dataset, augmentation, task: str, seed: int, cache_dir: str | None = None,
+                 pretrained=None):
         super().__init__()
         self.cfg, self.aug_cfg, self.task, self.seed = dataset, augmentation, task, seed
+        self.pretrained = pretrained  # finetune.Preprocessing: normalise by the weights' mean, std
         self.cache_dir = cache_dir  # paths.cache_dir: decoded image files are cached there (None: not cached)
         self.per_sample = bool(augmentation.per_sample)  # read every batch: a DictConfig lookup costs ~9 us
         self.train_set = self.val_set = self.test_set = None
@@ -35,6 +37,8 @@ class ImageDataModule(L.LightningDataModule):
         self.augment: BatchAugment | None = None  # None: a user's tensors, used as they are (user_data.py)
         self.image_size: int | None = None  # of the loaded images (a user's image source may keep its own)
         self.input_shape: tuple[int, ...] | None = None  # of one input the network sees, known after setup()
+        self.sample_weights: torch.Tensor | None = None  # dataset.oversample: per training sample
+        self.class_weights: list[float] | None = None    # dataset.class_weights: per class, for the loss
 
     # The pre-seam network arguments, from input_shape.
     @property
@@ -75,6 +79,7 @@ class ImageDataModule(L.LightningDataModule):
         else:
             self.test_set = source.test
         self.train_set, self.val_set = _split(data, self.cfg.val_fraction, split)
+        self._balance(self.train_set.targets)  # oversampling and class weights: any classification/regression data
         x = self.train_set[0][0]
         if not source.images:
             _no_augmentation(self.cfg.class_path, self.aug_cfg)
@@ -87,10 +92,32 @@ class ImageDataModule(L.LightningDataModule):
             cropped(self.image_size, self.aug_cfg.crop_size)
         self.input_shape = (x.shape[0], size, size)
         mean = std = None
-        if self.aug_cfg.normalize:
+        if self.aug_cfg.normalize and self.pretrained is not None:
+            mean, std = (torch.tensor(v, dtype=torch.float32) for v in (self.pretrained.mean, self.pretrained.std))
+        elif self.aug_cfg.normalize:
             mean, std = channel_stats(_sample_images(self.train_set, split))
         self.augment = BatchAugment(self.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
                                     self.aug_cfg.hflip, mean, std, self.seed)
+
+    def preprocessing(self) -> dict:
+        """What evaluation does to an image (metrics.json): decode at image_size with `channels`, centre crop to
+        input_size, scale to [0, 1], then (x - mean) / std when mean is not null."""
+        if self.augment is None:  # a user's tensors: used as they are
+            return {"normalization": None, "input_shape": list(self.input_shape)}
+        mean = self.augment.mean
+        source = self.pretrained.source if self.pretrained and mean is not None else "training split"
+        return {"normalization": source if mean is not None else None,
+                "mean": mean.tolist() if mean is not None else None,
+                "std": self.augment.std.tolist() if mean is not None else None,
+                "image_size": self.image_size, "input_size": self.input_size, "channels": self.input_shape[0]}
+
+    def _balance(self, targets: torch.Tensor) -> None:
+        oversample, bins, weights = (OmegaConf.select(self.cfg, key, default=default)  # defaults: runs stored before
+                                     for key, default in (("oversample", "none"), ("oversample_bins", 10),
+                                                          ("class_weights", "none")))
+        self.sample_weights = sampling.sample_weights(targets, self.task, oversample, bins)
+        if weights == "balanced":
+            self.class_weights = sampling.class_weights(targets, len(self.classes))
 
     def train_dataloader(self) -> DataLoader:
         self.train_set = self._on_device(self.train_set)
@@ -132,7 +159,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, data, batch_size: int, train: bool) -> DataLoader:
         # Our samplers shard per rank themselves (the Trainer runs with use_distributed_sampler=False).
-        sampler = index_sampler(len(data), train, self.trainer, self.seed)
+        weights = self.sample_weights if train else None
+        if weights is None:
+            sampler = index_sampler(len(data), train, self.trainer, self.seed)
+        else:
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+            sampler = sampling.WeightedEpochSampler(weights, self.seed, self._epoch, rank, world)
         if self.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
         elif isinstance(data, sources.TensorImages):
@@ -140,7 +172,7 @@ class ImageDataModule(L.LightningDataModule):
             if train and (self.trainer is None or self.trainer.world_size == 1):
                 # Own generator: creating the iterator must not draw from the global RNG (exact resume).
                 return DataLoader(data, batch_size=None, sampler=EpochShuffle(len(data), batch_size, self.seed,
-                                                                              self._epoch),
+                                                                              self._epoch, weights),
                                   generator=torch.Generator().manual_seed(self.seed))
             return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
@@ -174,21 +206,18 @@ class ImageDataModule(L.LightningDataModule):
 
 
 class EpochShuffle(torch.utils.data.Sampler):
-    """Batches of indices from a permutation seeded by (seed, epoch), so a resumed run draws the same
-    order for an epoch as the uninterrupted run did."""
+    """Batches of indices from a permutation (or, with weights, a draw with replacement) seeded by (seed, epoch),
+    so a resumed run draws the same order for an epoch as the uninterrupted run did."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch):
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+    def __init__(self, n: int, batch_size: int, seed: int, epoch, weights: torch.Tensor | None = None):
+        self.n, self.batch_size, self.seed, self.epoch, self.weights = n, batch_size, seed, epoch, weights
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        from trainlab.guards import epoch_seed
-
         # A generator: the epoch is read at the first batch, not when Lightning creates the iterator early.
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch())))
-        yield from order.split(self.batch_size)
+        yield from sampling.epoch_order(self.n, self.seed, self.epoch(), self.weights).split(self.batch_size)
 
 
 class EpochBatchSampler(BatchSampler):

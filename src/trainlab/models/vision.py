@@ -128,6 +128,11 @@ class TorchvisionNet(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         return self.net(x)
 
+    @property
+    def head(self) -> nn.Linear:
+        """The replaced classification layer: the head of finetune.py's head / backbone split."""
+        return _last_linear(self.net, "")[1]
+
 
 def _last_linear(net: nn.Module, name: str) -> tuple[str, nn.Linear]:
     linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
