@@ -1,4 +1,4 @@
-"""The parts of a run built from a config: datamodule (set up), network, TrainModule.
+"""The parts of a run built from a config: datamodule (set up), network, training module (seams.py).
 
 One function, used by training (train.py) and by re-testing and predicting from a checkpoint
 (inference.py), so a checkpoint is always loaded into exactly the network it was trained as.
@@ -15,7 +15,7 @@ from trainlab.config import ConfigError
 @dataclass
 class Parts:
     datamodule: object      # ImageDataModule, set up (splits, class names, normalisation stats)
-    module: object          # TrainModule wrapping the network
+    module: object          # the module.class_path LightningModule (TrainModule by default) wrapping the network
     trainer_args: dict      # the trainer group's Lightning arguments (compile/channels_last taken out)
 
 
@@ -24,8 +24,7 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
 
     from trainlab import models  # noqa: F401  (class paths point into it)
     from trainlab.data import ImageDataModule
-    from trainlab.module import TrainModule
-    from trainlab.optim import check_init_args, locate
+    from trainlab.seams import build_module, build_network
 
     # A run stored before paths.cache_dir existed (evaluate.py, predict.py) decodes without the cache.
     datamodule = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed,
@@ -35,17 +34,11 @@ def build_parts(cfg, resolved: dict, compile_net: bool = True) -> Parts:
         raise ConfigError("top_k", cfg.top_k, f"must be below the number of classes ({datamodule.num_outputs})",
                           "top_k=0 (off) or a smaller k")
 
-    model_cls = locate("model.class_path", cfg.model.class_path)
-    check_init_args("model", model_cls, resolved["model"]["init_args"], ("in_channels", "input_size", "num_outputs"))
-    net = model_cls(in_channels=datamodule.in_channels, input_size=datamodule.input_size,
-                    num_outputs=datamodule.num_outputs, **resolved["model"]["init_args"])
+    net = build_network(resolved["model"], datamodule.input_shape, datamodule.num_outputs)
     trainer_args = dict(resolved["trainer"])
-    channels_last = trainer_args.pop("channels_last")
-    if channels_last:
+    if trainer_args.pop("channels_last"):
         net = net.to(memory_format=torch.channels_last)
     if trainer_args.pop("compile") and compile_net:
         net.compile()  # in place: state_dict keys (and checkpoints) stay those of the plain network
-    module = TrainModule(net, cfg.task, datamodule.num_outputs, resolved["optimizer"], resolved["scheduler"],
-                         top_k=cfg.top_k if cfg.task == "classification" else 0,
-                         no_decay_norm_and_bias=cfg.no_decay_norm_and_bias, channels_last=channels_last)
+    module = build_module(resolved, net, datamodule.input_shape, datamodule.num_outputs)
     return Parts(datamodule, module, trainer_args)

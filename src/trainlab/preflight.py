@@ -23,9 +23,9 @@ from pathlib import Path
 
 from trainlab.config import ConfigError
 from trainlab.schema import BY_PATH, show, check_init_args, locate
+from trainlab.seams import module_args, module_class, network_args, network_class
 
 _PASSED: set[str] = set()
-NETWORK_ARGS = ("in_channels", "input_size", "num_outputs")  # from the data, never in model.init_args
 STAND_IN_STEPS = 100  # a run length for building schedulers before the data (and so steps per epoch) is known
 TRY_STEPS = 3
 
@@ -43,8 +43,11 @@ def check(resolved: dict) -> None:
     if resolved["task"] == "classification" and resolved["top_k"] >= outputs:
         raise ConfigError("top_k", resolved["top_k"], f"must be below the number of classes ({outputs})",
                           "top_k=0 (off) or a smaller k")
+    module_cls = module_class(resolved)
+    _monitor(resolved, module_cls)
     with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
         net = _network(resolved, outputs)
+        _module(resolved, module_cls, net, outputs)
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
@@ -66,28 +69,62 @@ def num_outputs(resolved: dict) -> int:
     return 10  # digits, mnist, fashion_mnist, cifar10
 
 
+def input_shape(resolved: dict) -> tuple[int, ...]:
+    """The shape of one input the network sees: (channels, size, size) after the crop."""
+    ds = resolved["dataset"]
+    size = resolved["augmentation"]["crop_size"] or ds["image_size"]
+    return ds["channels"], size, size
+
+
 def _network(resolved: dict, outputs: int):
     import torch
 
     from trainlab import models  # noqa: F401  (class paths point into it)
 
-    model, ds = resolved["model"], resolved["dataset"]
-    cls = locate("model.class_path", model["class_path"])
-    check_init_args("model", cls, model["init_args"], NETWORK_ARGS)
-    channels, size = ds["channels"], resolved["augmentation"]["crop_size"] or ds["image_size"]
+    model, shape = resolved["model"], input_shape(resolved)
+    cls = network_class(model)
 
     def build(args):
-        net = cls(in_channels=channels, input_size=size, num_outputs=outputs, **args)
+        net = cls(**network_args(model, cls, shape, outputs), **args)
         with torch.no_grad():
-            out = net.eval()(torch.zeros(1, channels, size, size))
+            out = net.eval()(torch.zeros(1, *shape))
         return net, out
 
     net, out = _built_or_blamed("model", cls, model["init_args"], build)
     if tuple(getattr(out, "shape", ())) != (1, outputs):
+        fix = ("model.num_outputs_arg=<the factory's argument for the number of outputs, e.g. num_classes>"
+               if "num_outputs" not in network_args(model, cls, shape, outputs) and not model["num_outputs_arg"]
+               else "a network whose forward returns (batch, num_outputs) logits")
         raise ConfigError("model.class_path", model["class_path"],
-                          f"returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 1, not (1, {outputs})",
-                          "a network whose forward returns (batch, num_outputs) logits")
+                          f"returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 1, not (1, {outputs})", fix)
     return net
+
+
+def _monitor(resolved: dict, module_cls) -> None:
+    """monitor and the plateau scheduler's monitor name metrics a TrainModule (subclass) logs. A plain
+    LightningModule's metrics are known only once it logs them: Lightning's checkpoint callback names the
+    missing one at the first validation end."""
+    from trainlab.module import TrainModule
+    from trainlab.optim import PLATEAU
+
+    if not issubclass(module_cls, TrainModule):
+        return
+    metrics = [m for m in module_cls.logged_metrics(resolved["task"], resolved["top_k"]) if m != "lr"]
+    if resolved["monitor"] not in metrics:
+        raise ConfigError("monitor", resolved["monitor"], f"is not a metric the module logs for task={resolved['task']}",
+                          f"use one of {', '.join(metrics)}")
+    sched = resolved["scheduler"]
+    if sched["class_path"] == PLATEAU and sched["monitor"] not in metrics:
+        raise ConfigError("scheduler.monitor", sched["monitor"],
+                          "is not a metric the module logs, so the plateau scheduler would never step",
+                          f"use one of {', '.join(metrics)}")
+
+
+def _module(resolved: dict, cls, net, outputs: int) -> None:
+    """module.class_path built around the stand-in network, so its own argument checks run before data loads."""
+    shape = input_shape(resolved)
+    _built_or_blamed("module", cls, resolved["module"]["init_args"],
+                     lambda a: cls(**module_args(cls, resolved, net, shape, outputs), **a))
 
 
 def _optimizer(resolved: dict, net):

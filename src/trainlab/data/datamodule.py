@@ -40,6 +40,11 @@ class ImageDataModule(L.LightningDataModule):
         return self.aug_cfg.crop_size or self.cfg.image_size
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one input the network sees: (channels, size, size)."""
+        return self.in_channels, self.input_size, self.input_size
+
+    @property
     def num_outputs(self) -> int:
         return 1 if self.task == "regression" else len(self.classes)
 
