@@ -13,7 +13,7 @@ from conftest import CONF, ROOT, TINY, make_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import config, preflight, schema
+from trainlab import config, preflight, schema, seams
 from trainlab.config import ConfigError
 from trainlab.train import run
 
@@ -262,13 +262,13 @@ def test_preflight_is_cheap_the_second_time(cfg_factory):
 
 def test_user_class_init_args_are_checked_against_its_signature():
     class Net(torch.nn.Module):  # a user's network: its own arguments, typed by their defaults
-        def __init__(self, in_channels, input_size, num_outputs, width: int = 8, residual: bool = False):
+        def __init__(self, input_shape, num_outputs, width: int = 8, residual: bool = False):
             super().__init__()
 
-    schema.check_init_args("model", Net, {"width": 16, "residual": True}, preflight.NETWORK_ARGS)
+    schema.check_init_args("model", Net, {"width": 16, "residual": True}, seams.NETWORK_ARGS)
     for args, key, words in (({"widht": 16}, "model.init_args.widht", "did you mean model.init_args.width"),
                              ({"residual": "maybe"}, "model.init_args.residual", "must be true or false"),
                              ({"num_outputs": 3}, "model.init_args.num_outputs", "is set by trainlab")):
         with pytest.raises(ConfigError) as err:
-            schema.check_init_args("model", Net, args, preflight.NETWORK_ARGS)
+            schema.check_init_args("model", Net, args, seams.NETWORK_ARGS)
         assert err.value.key == key and words in str(err.value)

@@ -230,8 +230,8 @@ from torch import nn
 
 
 class Net(nn.Sequential):
-    def __init__(self, in_channels, input_size, num_outputs, **unused):
-        super().__init__(nn.Flatten(), nn.Linear(in_channels * input_size ** 2, num_outputs))
+    def __init__(self, input_shape, num_outputs, **unused):
+        super().__init__(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_outputs))
 """)
     monkeypatch.syspath_prepend(str(tmp_path / "mods"))
     yield marker

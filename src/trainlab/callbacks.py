@@ -65,7 +65,7 @@ class EpochHistory(L.Callback):
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         # The epoch's train/* are logged only at epoch end, after this: read the module's running sums.
-        row.update({f"train/{k}": float(v) for k, v in train_metrics(trainer, pl_module).items()})
+        row.update({f"train/{k}": float(v) for k, v in train_metrics(pl_module).items()})
         if self._epoch_lr is not None:
             row["lr"] = self._epoch_lr
         if self._train_seconds is not None:

@@ -58,7 +58,7 @@ class DistillModule(TrainModule):
         stored, self.teacher_ckpt = teacher_files(teacher)
         self.teacher_model = load_stored_config(stored).model  # trusted class paths only, checked here
         self.alpha, self.temperature = alpha, temperature
-        self._teacher = None  # built in setup(): a plain attribute, so not in state_dict or checkpoints
+        self._teacher = None  # built in setup()
 
     def setup(self, stage: str) -> None:
         if stage != "fit" or self._teacher is not None:
@@ -77,7 +77,8 @@ class DistillModule(TrainModule):
             raise ConfigError(KEY, str(self.teacher_ckpt), f"does not fit this data's input shape {shape} and "
                               f"{outputs} outputs ({str(err).splitlines()[0][:160]})",
                               f"{KEY}=<a run trained on the same data set>") from None
-        self._teacher = net.requires_grad_(False).eval()
+        # In __dict__, not a submodule (nn.Module's setattr would register it): out of state_dict and checkpoints.
+        self.__dict__["_teacher"] = net.requires_grad_(False).eval()
 
     def on_fit_start(self) -> None:
         self._teacher.to(self.device)

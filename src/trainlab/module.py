@@ -224,9 +224,7 @@ def learning_rate(trainer, pl_module) -> float:
     return trainer.optimizers[0].param_groups[0]["lr"]
 
 
-def train_metrics(trainer, pl_module) -> dict[str, float]:
-    """This epoch's train/* metrics so far (without the prefix): TrainModule's running sums, else what a plain
-    LightningModule has logged."""
-    if isinstance(pl_module, TrainModule):
-        return pl_module.epoch_metrics("train")
-    return {k[len("train/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+def train_metrics(pl_module) -> dict[str, float]:
+    """This epoch's train/* metrics so far (without the prefix), at validation end: TrainModule's running sums.
+    A plain LightningModule's epoch-level train/* are reduced only after validation: none here."""
+    return pl_module.epoch_metrics("train") if isinstance(pl_module, TrainModule) else {}

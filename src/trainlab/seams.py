@@ -22,6 +22,10 @@ def network_class(model: dict):
     """model.class_path (a class or a factory function), its init_args checked against its signature."""
     cls = locate("model.class_path", model["class_path"])
     named = _params(cls)
+    if {"in_channels", "input_size"} <= named and "input_shape" not in named and not model["in_channels_arg"]:
+        raise ConfigError("model.class_path", model["class_path"], "takes in_channels and input_size, the network "
+                          "contract before input_shape", "give its __init__ input_shape (the shape of one input: "
+                          "(channels, height, width) for images) and num_outputs")
     for key, arg in (("num_outputs_arg", "num_outputs"), ("in_channels_arg", "input_shape")):
         if model[key] is not None and arg in named:
             raise ConfigError(f"model.{key}", model[key], f"{_name(cls)} takes {arg} itself, which trainlab passes",
