@@ -42,6 +42,12 @@ def test_mlp_takes_vectors_and_conv_nets_refuse_them_naming_the_fix():
     assert err.value.key == "model.class_path" and "(13,)" in str(err.value) and "model=mlp" in err.value.fix
 
 
+def test_a_class_path_in_a_package_that_is_not_installed_says_pip_install():
+    with pytest.raises(ConfigError) as err:
+        seams.network_class(_model("notinstalledpkg.nets.Net"))
+    assert err.value.key == "model.class_path" and err.value.fix.startswith("pip install notinstalledpkg")
+
+
 def test_a_network_written_for_the_old_contract_is_told_what_changed():
     class Old(torch.nn.Module):
         def __init__(self, in_channels, input_size, num_outputs):

@@ -31,8 +31,8 @@ TRY_STEPS = 3
 
 
 def check(resolved: dict) -> None:
-    """Raise ConfigError if the network, optimizer, scheduler or Trainer cannot be built from `resolved`
-    (the config as plain containers, as config.plain gives it)."""
+    """Raise ConfigError if the network, training module, optimizer, scheduler or Trainer cannot be built from
+    `resolved` (the config as plain containers, as config.plain gives it), or monitor is not a metric logged."""
     memo = json.dumps(resolved, sort_keys=True, default=str)
     if memo in _PASSED:
         return

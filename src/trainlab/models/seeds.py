@@ -42,6 +42,9 @@ class SeedCNN(nn.Module):
                  kernel_size: int = 5, pool_size: int = 2, dropout: float = 0.0):
         super().__init__()
         shape = image_shape(input_shape, "SeedCNN")
+        if not channels:
+            raise ConfigError("model.init_args.channels", list(channels), "needs at least one conv layer",
+                              "model.init_args.channels=[32,64], or model=mlp for no conv layer")
         in_channels = shape[0]
         layers: list[nn.Module] = []
         for width in channels:
