@@ -48,7 +48,7 @@ CASES = [
     (["model=torchvision", "model.init_args.pretrained=maybe"], "model.init_args.pretrained"),
     (["model.num_outputs_arg=num_classes"], "model.num_outputs_arg"), (["model.in_channels_arg=5"], "model.in_channels_arg"),
     (["+model.init_args.input_shape=[1,2,3]"], "model.init_args.input_shape"),
-    (["model=timm", "model.num_outputs_arg=null"], "model.class_path"),
+    (["model=timm", "model.init_args.model_name=test_resnet", "model.num_outputs_arg=null"], "model.class_path"),
     (["model=timm", "model.init_args.model_name=resnet9000"], "model.init_args.model_name"),
     (["model=timm", "+model.init_args.num_classes=3"], "model.init_args.num_classes"),
     # module
@@ -59,6 +59,7 @@ CASES = [
     (["module=distill", "module.init_args.teacher=/nonexistent/run"], "module.init_args.teacher"),
     (["module=distill", "module.init_args.alpha=2"], "module.init_args.alpha"),
     (["module=distill", "module.init_args.temperature=0"], "module.init_args.temperature"),
+    (["module=distill", "+module.init_args.tmperature=2"], "module.init_args.tmperature"),
     # optimizer
     (["optimizer.init_args.betas=[2,3]"], "optimizer.init_args.betas"),
     (["optimizer.init_args.eps=abc"], "optimizer.init_args.eps"),

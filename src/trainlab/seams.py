@@ -67,8 +67,31 @@ def module_class(resolved: dict):
         raise ConfigError("module.class_path", module["class_path"], "is not a LightningModule class",
                           "module.class_path=trainlab.module.TrainModule, a subclass of it, or your LightningModule")
     reserved = TRAIN_MODULE_ARGS if issubclass(cls, TrainModule) else PLAIN_MODULE_ARGS
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls).parameters.values())
+    if issubclass(cls, TrainModule) and takes_any and isinstance(module["init_args"], dict):
+        known = _train_module_params(cls)  # its **kwargs end at TrainModule, which takes no others
+        for name in module["init_args"]:
+            if name not in known + reserved:
+                raise ConfigError(f"module.init_args.{name}", module["init_args"][name],
+                                  f"is not an argument of {cls.__name__}",
+                                  f"use one of {', '.join(known)}" if known else "remove it")
     check_init_args("module", cls, module["init_args"], reserved)
     return cls
+
+
+def _train_module_params(cls) -> tuple[str, ...]:
+    """The named arguments of a TrainModule subclass's __init__ and of those it passes *args/**kwargs on to,
+    besides trainlab's own."""
+    from trainlab.module import TrainModule
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is TrainModule or not issubclass(klass, TrainModule):
+            break
+        if "__init__" in vars(klass):
+            names += [n for n, p in inspect.signature(klass.__init__).parameters.items() if n != "self"
+                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n not in TRAIN_MODULE_ARGS + tuple(names)]
+    return tuple(names)
 
 
 def module_args(cls, resolved: dict, net, input_shape: tuple[int, ...], num_outputs: int) -> dict:

@@ -90,8 +90,8 @@ def _upgrade(data: dict) -> None:
     if isinstance(logger, dict) and logger.get("kind") in OLD_LOGGER_KINDS:
         kind = logger.pop("kind")
         logger[kind] = OLD_LOGGER_KINDS[kind]
-    data.setdefault("module", dict(OLD_MODULE, init_args={}))
-    if isinstance(data.get("model"), dict):
+    if isinstance(data.get("model"), dict):  # a run's config (not a fragment)
+        data.setdefault("module", dict(OLD_MODULE, init_args={}))
         for key, value in OLD_MODEL_KEYS.items():
             data["model"].setdefault(key, value)
 
