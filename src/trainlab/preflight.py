@@ -232,7 +232,8 @@ def _fix(key: str, cls, name: str) -> str:
 
     if key in BY_PATH:
         return BY_PATH[key].fix
-    default = inspect.signature(cls).parameters[name].default
+    param = inspect.signature(cls).parameters.get(name)  # None: taken through **kwargs (a TrainModule subclass)
+    default = inspect.Parameter.empty if param is None else param.default
     if default is inspect.Parameter.empty:
         return f"a value {_name(cls)} accepts for {name} (see its documentation)"
     return f"{key}={show(default)} ({_name(cls)}'s default)"
