@@ -72,7 +72,7 @@ def floor_data(data_dir: Path, model: str):
     n = int(len_train(data_dir))
     images, targets = data.data[:n].unsqueeze(1).to(device), data.targets[:n].to(device)
     mean, std = images.float().mean() / 255, images.float().std() / 255
-    net = (SeedCNN(1, 28, 10) if model == "cnn" else MLP((1, 28, 28), 10, hidden=[64, 128, 64])).to(device)
+    net = (SeedCNN((1, 28, 28), 10) if model == "cnn" else MLP((1, 28, 28), 10, hidden=[64, 128, 64])).to(device)
     return device, images, (mean, std), targets, net
 
 

@@ -13,7 +13,7 @@ from conftest import CONF, ROOT, TINY, make_cfg
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import config, preflight, schema
+from trainlab import config, preflight, schema, seams
 from trainlab.config import ConfigError
 from trainlab.train import run
 
@@ -58,6 +58,20 @@ CASES = [
     (["++model.dropout=0.5"], "model.dropout"),
     (["model=torchvision", "model.init_args.name=resnet9000"], "model.init_args.name"),
     (["model=torchvision", "model.init_args.pretrained=maybe"], "model.init_args.pretrained"),
+    (["model.num_outputs_arg=num_classes"], "model.num_outputs_arg"), (["model.in_channels_arg=5"], "model.in_channels_arg"),
+    (["+model.init_args.input_shape=[1,2,3]"], "model.init_args.input_shape"),
+    (["model=timm", "model.init_args.model_name=test_resnet", "model.num_outputs_arg=null"], "model.class_path"),
+    (["model=timm", "model.init_args.model_name=resnet9000"], "model.init_args.model_name"),
+    (["model=timm", "+model.init_args.num_classes=3"], "model.init_args.num_classes"),
+    # module
+    (["module.class_path=trainlab.module.Nope"], "module.class_path"), (["module.class_path=torch.nn.Linear"], "module.class_path"),
+    (["module.init_args=null"], "module.init_args"), (["+module.init_args.smoothing=0.1"], "module.init_args.smoothing"),
+    (["+module.init_args.net=1"], "module.init_args.net"), (["++module.foo=1"], "module.foo"),
+    (["module=distill"], "module.init_args.teacher"),
+    (["module=distill", "module.init_args.teacher=/nonexistent/run"], "module.init_args.teacher"),
+    (["module=distill", "module.init_args.alpha=2"], "module.init_args.alpha"),
+    (["module=distill", "module.init_args.temperature=0"], "module.init_args.temperature"),
+    (["module=distill", "+module.init_args.tmperature=2"], "module.init_args.tmperature"),
     # optimizer
     (["optimizer.init_args.betas=[2,3]"], "optimizer.init_args.betas"),
     (["optimizer.init_args.eps=abc"], "optimizer.init_args.eps"),
@@ -293,13 +307,13 @@ def test_preflight_is_cheap_the_second_time(cfg_factory):
 
 def test_user_class_init_args_are_checked_against_its_signature():
     class Net(torch.nn.Module):  # a user's network: its own arguments, typed by their defaults
-        def __init__(self, in_channels, input_size, num_outputs, width: int = 8, residual: bool = False):
+        def __init__(self, input_shape, num_outputs, width: int = 8, residual: bool = False):
             super().__init__()
 
-    schema.check_init_args("model", Net, {"width": 16, "residual": True}, preflight.NETWORK_ARGS)
+    schema.check_init_args("model", Net, {"width": 16, "residual": True}, seams.NETWORK_ARGS)
     for args, key, words in (({"widht": 16}, "model.init_args.widht", "did you mean model.init_args.width"),
                              ({"residual": "maybe"}, "model.init_args.residual", "must be true or false"),
                              ({"num_outputs": 3}, "model.init_args.num_outputs", "is set by trainlab")):
         with pytest.raises(ConfigError) as err:
-            schema.check_init_args("model", Net, args, preflight.NETWORK_ARGS)
+            schema.check_init_args("model", Net, args, seams.NETWORK_ARGS)
         assert err.value.key == key and words in str(err.value)

@@ -72,9 +72,10 @@ def nan_grad_net(tmp_path, monkeypatch) -> str:
 
 
         class Net(nn.Module):
-            def __init__(self, in_channels, input_size, num_outputs, **unused):
+            def __init__(self, input_shape, num_outputs, **unused):
                 super().__init__()
-                self.fc = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size ** 2, num_outputs))
+                self.fc = nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1] * input_shape[2],
+                                                                num_outputs))
 
             def forward(self, x):
                 z = self.fc(x)

@@ -14,7 +14,7 @@ from trainlab import config
 from trainlab.config import ConfigError
 from trainlab.data import ImageDataModule
 from trainlab.module import TrainModule
-from trainlab.optim import locate
+from trainlab.seams import build_network
 from trainlab.train import run
 
 # A few training batches, full validation and test splits (so the rank shards cover every sample).
@@ -27,9 +27,7 @@ def _one_process_test(overrides: list[str], checkpoint: str, tmp_path) -> dict:
     cfg = make_cfg([*overrides, "trainer=cpu"], tmp_path / "eval")
     data = ImageDataModule(cfg.dataset, cfg.augmentation, cfg.task, cfg.seed)
     data.setup("fit")
-    net = locate("model.class_path", cfg.model.class_path)(
-        in_channels=data.in_channels, input_size=data.input_size, num_outputs=data.num_outputs,
-        **config.plain(cfg)["model"]["init_args"])
+    net = build_network(config.plain(cfg)["model"], data.input_shape, data.num_outputs)
     module = TrainModule.load_from_checkpoint(checkpoint, net=net)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False)

@@ -230,8 +230,8 @@ from torch import nn
 
 
 class Net(nn.Sequential):
-    def __init__(self, in_channels, input_size, num_outputs, **unused):
-        super().__init__(nn.Flatten(), nn.Linear(in_channels * input_size ** 2, num_outputs))
+    def __init__(self, input_shape, num_outputs, **unused):
+        super().__init__(nn.Flatten(), nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_outputs))
 """)
     monkeypatch.syspath_prepend(str(tmp_path / "mods"))
     yield marker
@@ -391,7 +391,7 @@ def test_pretrained_weights_are_hash_checked_and_loaded_weights_only(tmp_path, m
     buffer = io.BytesIO()
     torch.save(real, buffer)
     cached = offer(buffer.getvalue())
-    net = TorchvisionNet(3, 32, 4, name="mobilenet_v3_small", pretrained=True)  # downloaded, checked, loaded
+    net = TorchvisionNet((3, 32, 32), 4, name="mobilenet_v3_small", pretrained=True)  # downloaded, checked, loaded
     assert cached.is_file() and torch.equal(net.net.features[0][0].weight, real["features.0.0.weight"])
 
     wrong = offer(b"not the weights", prefix="0123abcd")
@@ -402,7 +402,7 @@ def test_pretrained_weights_are_hash_checked_and_loaded_weights_only(tmp_path, m
     marker = tmp_path / "marker"
     evil = offer(pickle.dumps(touch(marker)))  # its name carries its own hash: only weights-only loading stops it
     with pytest.raises(ConfigError, match="holds more than weights") as err:
-        TorchvisionNet(3, 32, 4, name="mobilenet_v3_small", pretrained=True)
+        TorchvisionNet((3, 32, 32), 4, name="mobilenet_v3_small", pretrained=True)
     assert str(evil) in str(err.value) and not marker.exists()
     assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ  # restored after the build
 

@@ -15,6 +15,7 @@ from lightning.pytorch import loggers
 import trainlab
 from trainlab.checkpoint_io import is_disk_full
 from trainlab.config import ConfigError
+from trainlab.module import learning_rate, train_metrics
 
 
 def process_start() -> float:
@@ -51,7 +52,7 @@ class EpochHistory(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start, self._train_seconds = time.perf_counter(), None
         # The value the module logs as "lr" for this epoch (the event files' lr curve).
-        self._epoch_lr = float(pl_module.current_lr()) if trainer.optimizers else None
+        self._epoch_lr = float(learning_rate(trainer, pl_module)) if trainer.optimizers else None
 
     def on_validation_start(self, trainer, pl_module) -> None:
         # Validation runs inside the training epoch: stop the epoch's clock here.
@@ -64,7 +65,7 @@ class EpochHistory(L.Callback):
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
         # The epoch's train/* are logged only at epoch end, after this: read the module's running sums.
-        row.update({f"train/{k}": float(v) for k, v in pl_module.epoch_metrics("train").items()})
+        row.update({f"train/{k}": float(v) for k, v in train_metrics(pl_module).items()})
         if self._epoch_lr is not None:
             row["lr"] = self._epoch_lr
         if self._train_seconds is not None:
@@ -96,6 +97,11 @@ class ImageGrid(L.Callback):
         self.done = True
 
 
+def _network(pl_module):
+    """TrainModule's network (histogram names without a `net.` prefix); a plain LightningModule as a whole."""
+    return getattr(pl_module, "net", pl_module)
+
+
 def _drawing(trainer) -> list:
     """The SummaryWriters of the run's TensorBoard loggers (not trainer.logger: with logger=[csv,tensorboard]
     that is the CSV logger)."""
@@ -109,13 +115,13 @@ class WeightHistograms(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if trainer.is_last_batch:
             for writer in _drawing(trainer):
-                for name, p in pl_module.net.named_parameters():
+                for name, p in _network(pl_module).named_parameters():
                     if p.grad is not None:
                         writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for writer in _drawing(trainer):
-            for name, p in pl_module.net.named_parameters():
+            for name, p in _network(pl_module).named_parameters():
                 writer.add_histogram(f"weights/{name}", p.detach().cpu(), trainer.current_epoch)
 
 

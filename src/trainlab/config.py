@@ -115,15 +115,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
         check_choices(choices)
     schema.fill_defaults(cfg)
     schema.check(cfg)
-    metrics = logged_metrics(cfg.task, cfg.top_k)
-    if cfg.monitor not in metrics:
-        raise ConfigError("monitor", cfg.monitor, f"is not a metric the module logs for task={cfg.task}",
-                          f"use one of {', '.join(m for m in metrics if m != 'lr')}")
-    sched = cfg.scheduler
-    if sched.class_path == schema.PLATEAU and sched.monitor not in metrics:
-        raise ConfigError("scheduler.monitor", sched.monitor,
-                          "is not a metric the module logs, so the plateau scheduler would never step",
-                          f"use one of {', '.join(m for m in metrics if m != 'lr')}")
+    # monitor names a metric the module logs: checked by the pre-flight, which knows module.class_path.
     if cfg.optimizer.class_path == "torch.optim.Rprop" and cfg.optimizer.weight_decay:
         raise ConfigError("optimizer.weight_decay", cfg.optimizer.weight_decay, "torch's Rprop has no weight decay",
                           "optimizer.weight_decay=0, or pick another optimizer")

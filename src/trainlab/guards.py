@@ -15,6 +15,7 @@ from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from trainlab.checkpoint_io import is_disk_full
+from trainlab.module import learning_rate
 from trainlab.resume import RunStopped, command
 
 DISK_FULL_EXIT = 4  # beside 2 (config error), 3 (diverged), 130 (interrupted)
@@ -54,7 +55,7 @@ class DivergenceGuard(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # Read here: by on_train_batch_end of an epoch's last batch, Lightning has stepped epoch schedulers.
-        self._lr = pl_module.current_lr() if trainer.optimizers else float("nan")
+        self._lr = learning_rate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs

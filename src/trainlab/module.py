@@ -1,4 +1,5 @@
-"""One LightningModule for classification and regression: loss, metrics, optimizer, warm-up."""
+"""One LightningModule for classification and regression: loss, metrics, optimizer, warm-up; its hooks are
+the seam for a training step of your own (README "Bring your own network and training step")."""
 from __future__ import annotations
 
 import lightning as L
@@ -29,6 +30,8 @@ class EpochStats:
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         out, n = out.detach(), len(y)
+        if y.dim() > 1 and self.task == "classification":  # (N, C) probabilities (mixup): their top class
+            y = y.argmax(1)
         if self.task == "regression":
             err, yd = (out - y).double(), y.double()
             extra = torch.stack([err.abs().sum(), err.square().sum(), yd.sum(), yd.square().sum()])
@@ -69,6 +72,17 @@ class TrainModule(L.LightningModule):
     (regression), and `lr` (the learning rate the optimizer used, warm-up included); every
     trainer.log_every_n_steps steps: train/loss_step (and lr_step when the schedule moves within
     an epoch or warms up).
+
+    Hooks a subclass overrides (`module.class_path`), keeping metrics, logging, checkpoints, resume and reports
+    (seed 003's custom trainer functions in brackets):
+      training_batch(batch) -> batch        the batch a training step uses (mixup, cutmix)
+      compute_loss(out, y) -> loss          the loss of every stage (label smoothing, a custom loss)
+      train_step(x, y) -> (out, loss)       one training batch [__train_func__] (distillation)
+      eval_step(x, y) -> (out, loss)        one validation or test batch [__eval_function__]
+      forward(x) -> out                     outputs for predict.py and predict_step [__predict_func__]
+    A subclass's own __init__ arguments come from module.init_args (after trainlab's, as keywords); it adds
+    state as attributes (a submodule's weights go into checkpoints). Metrics are computed from the `out` and
+    `y` a step returns: y as class indices, or (N, C) probabilities whose top class counts for accuracy.
     """
 
     def __init__(self, net: nn.Module, task: str, num_outputs: int, optimizer: dict, scheduler: dict,
@@ -86,21 +100,41 @@ class TrainModule(L.LightningModule):
         self.warmup_steps = scheduler["warmup_steps"]
         self.log_lr_steps = scheduler["interval"] == "step" or self.warmup_steps > 0
 
+    @classmethod
+    def logged_metrics(cls, task: str, top_k: int) -> list[str]:
+        """What `monitor` may name; a subclass that logs more per epoch adds its names."""
+        from trainlab.config import logged_metrics
+
+        return logged_metrics(task, top_k)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.net(x)
         return out.squeeze(-1) if self.task == "regression" else out
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
+    # ---------------------------------------------------------------- hooks
+    def training_batch(self, batch):
+        return batch
+
+    def compute_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.class_weights is not None and self.training:  # dataset.class_weights: the training loss only
+            return self.loss_fn(out, y, weight=self.class_weights)
+        return self.loss_fn(out, y)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self(x)
-        if stage == "train" and self.class_weights is not None:
-            loss = self.loss_fn(out, y, weight=self.class_weights)
-        else:
-            loss = self.loss_fn(out, y)
+        return out, self.compute_loss(out, y)
+
+    def eval_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self(x)
+        return out, self.compute_loss(out, y)
+
+    # ---------------------------------------------------------------- Lightning's steps, around the hooks
+    def _eval(self, batch, stage: str) -> None:
+        x, y = batch
+        out, loss = self.eval_step(x, y)
         self.stats[stage].update(out, y, loss)
-        return loss
 
     def _log_epoch(self, stage: str) -> None:
         metrics = self.stats[stage].compute(self._reduce)
@@ -118,16 +152,18 @@ class TrainModule(L.LightningModule):
         return self.trainer._logger_connector.should_update_logs
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        x, y = self.training_batch(batch)
+        out, loss = self.train_step(x, y)
+        self.stats["train"].update(out, y, loss)
         if self._should_log_step():
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._eval(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        self._eval(batch, "test")
 
     def predict_step(self, batch, batch_idx: int):
         return self(batch[0] if isinstance(batch, (list, tuple)) else batch)
@@ -181,3 +217,19 @@ class TrainModule(L.LightningModule):
         optimizer.step(closure=optimizer_closure)
         for group, lr in zip(optimizer.param_groups, lrs):
             group["lr"] = lr
+
+
+def learning_rate(trainer, pl_module) -> float:
+    """The lr of the next optimizer step: TrainModule's current_lr (warm-up included), else the first param
+    group's (a plain LightningModule); nan before any optimizer exists."""
+    if not trainer.optimizers:
+        return float("nan")
+    if isinstance(pl_module, TrainModule):
+        return pl_module.current_lr()
+    return trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def train_metrics(pl_module) -> dict[str, float]:
+    """This epoch's train/* metrics so far (without the prefix), at validation end: TrainModule's running sums.
+    A plain LightningModule's epoch-level train/* are reduced only after validation: none here."""
+    return pl_module.epoch_metrics("train") if isinstance(pl_module, TrainModule) else {}

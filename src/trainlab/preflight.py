@@ -24,16 +24,16 @@ from pathlib import Path
 
 from trainlab.config import ConfigError
 from trainlab.schema import BY_PATH, show, check_init_args, locate
+from trainlab.seams import module_args, module_class, network_args, network_class
 
 _PASSED: set[str] = set()
-NETWORK_ARGS = ("input_shape", "in_channels", "input_size", "num_outputs")  # from the data, never in init_args
 STAND_IN_STEPS = 100  # a run length for building schedulers before the data (and so steps per epoch) is known
 TRY_STEPS = 3
 
 
 def check(resolved: dict) -> None:
-    """Raise ConfigError if the network, optimizer, scheduler or Trainer cannot be built from `resolved`
-    (the config as plain containers, as config.plain gives it)."""
+    """Raise ConfigError if the network, training module, optimizer, scheduler or Trainer cannot be built from
+    `resolved` (the config as plain containers, as config.plain gives it), or monitor is not a metric logged."""
     memo = json.dumps(resolved, sort_keys=True, default=str)
     if memo in _PASSED:
         return
@@ -49,9 +49,12 @@ def check(resolved: dict) -> None:
     if resolved["task"] == "classification" and resolved["top_k"] >= outputs:
         raise ConfigError("top_k", resolved["top_k"], f"must be below the number of classes ({outputs})",
                           "top_k=0 (off) or a smaller k")
+    module_cls = module_class(resolved)
+    _monitor(resolved, module_cls)
     with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
         net = _network(resolved, outputs)
         finetune.check(resolved, net, distributed.process_count(OmegaConf.create(resolved["trainer"])))
+        _module(resolved, module_cls, net, outputs)
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
@@ -94,38 +97,74 @@ def num_outputs(resolved: dict) -> int:
     return 10  # digits, mnist, fashion_mnist, cifar10
 
 
-def _network(resolved: dict, outputs: int):
+def stand_in(resolved: dict):
+    """(shape of one input the network sees, a batch of one such input): the user's data is built for it
+    (and kept for the run, user_data.py); trainlab's images are (channels, size, size) after the crop, with
+    the pretrained weights' RGB and crop size (finetune.preprocessing)."""
     import torch
 
-    from trainlab import finetune, models  # noqa: F401  (class paths point into models)
-    from trainlab.build import network_args
+    from trainlab import finetune
 
-    model, ds = resolved["model"], resolved["dataset"]
-    cls = locate("model.class_path", model["class_path"])
-    check_init_args("model", cls, model["init_args"], NETWORK_ARGS)
+    ds = resolved["dataset"]
     if ds.get("class_path") is not None:
         from trainlab.data import user_data
 
         shape, _, example = user_data.describe(ds, resolved["task"], resolved["seed"],
                                                resolved["augmentation"]["crop_size"])
-    else:
-        channels, size = finetune.network_input(resolved)  # pretrained weights fix RGB and their crop size
-        shape = (channels, size, size)
-        example = torch.zeros(1, *shape)
-    passed = network_args(model["class_path"], cls, shape, outputs)
+        return tuple(shape), example
+    channels, size = finetune.network_input(resolved)
+    return (channels, size, size), torch.zeros(1, channels, size, size)
+
+
+def _network(resolved: dict, outputs: int):
+    import torch
+
+    from trainlab import models  # noqa: F401  (class paths point into models)
+
+    model, (shape, example) = resolved["model"], stand_in(resolved)
+    cls = network_class(model)
 
     def build(args):
-        net = cls(**passed, **args)
+        net = cls(**network_args(model, cls, shape, outputs), **args)
         with torch.no_grad():
             out = net.eval()(example)
         return net, out
 
     net, out = _built_or_blamed("model", cls, model["init_args"], build)
     if tuple(getattr(out, "shape", ())) != (1, outputs):
+        fix = ("model.num_outputs_arg=<the factory's argument for the number of outputs, e.g. num_classes>"
+               if "num_outputs" not in network_args(model, cls, shape, outputs) and not model["num_outputs_arg"]
+               else "a network whose forward returns (batch, num_outputs) logits")
         raise ConfigError("model.class_path", model["class_path"],
-                          f"returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 1, not (1, {outputs})",
-                          "a network whose forward returns (batch, num_outputs) logits")
+                          f"returns shape {tuple(getattr(out, 'shape', ()))} for a batch of 1, not (1, {outputs})", fix)
     return net
+
+
+def _monitor(resolved: dict, module_cls) -> None:
+    """monitor and the plateau scheduler's monitor name metrics a TrainModule (subclass) logs. A plain
+    LightningModule's metrics are known only once it logs them: Lightning's checkpoint callback names the
+    missing one at the first validation end."""
+    from trainlab.module import TrainModule
+    from trainlab.optim import PLATEAU
+
+    if not issubclass(module_cls, TrainModule):
+        return
+    metrics = [m for m in module_cls.logged_metrics(resolved["task"], resolved["top_k"]) if m != "lr"]
+    if resolved["monitor"] not in metrics:
+        raise ConfigError("monitor", resolved["monitor"], f"is not a metric the module logs for task={resolved['task']}",
+                          f"use one of {', '.join(metrics)}")
+    sched = resolved["scheduler"]
+    if sched["class_path"] == PLATEAU and sched["monitor"] not in metrics:
+        raise ConfigError("scheduler.monitor", sched["monitor"],
+                          "is not a metric the module logs, so the plateau scheduler would never step",
+                          f"use one of {', '.join(metrics)}")
+
+
+def _module(resolved: dict, cls, net, outputs: int) -> None:
+    """module.class_path built around the stand-in network, so its own argument checks run before data loads."""
+    shape = stand_in(resolved)[0]
+    _built_or_blamed("module", cls, resolved["module"]["init_args"],
+                     lambda a: cls(**module_args(cls, resolved, net, shape, outputs), **a))
 
 
 def _optimizer(resolved: dict, net):
@@ -233,7 +272,8 @@ def _fix(key: str, cls, name: str) -> str:
 
     if key in BY_PATH:
         return BY_PATH[key].fix
-    default = inspect.signature(cls).parameters[name].default
+    param = inspect.signature(cls).parameters.get(name)  # None: taken through **kwargs (a TrainModule subclass)
+    default = inspect.Parameter.empty if param is None else param.default
     if default is inspect.Parameter.empty:
         return f"a value {_name(cls)} accepts for {name} (see its documentation)"
     return f"{key}={show(default)} ({_name(cls)}'s default)"

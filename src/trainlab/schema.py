@@ -191,8 +191,18 @@ KEYS: tuple[Key, ...] = (
         "the study's pruner, as a _target_ mapping (set by the sweeper only)", optional=True),
     # model
     Key("model.class_path", TEXT, "model.class_path=trainlab.models.SeedCNN",
-        "the network class (or factory); takes in_channels, input_size, num_outputs"),
+        "the network class, or a factory function returning an nn.Module; receives input_shape and num_outputs "
+        "when its signature names them"),
+    Key("model.num_outputs_arg", nullable(TEXT), "model.num_outputs_arg=num_classes",
+        "a factory's own argument for the number of outputs (timm, torchvision get_model: num_classes); null: none"),
+    Key("model.in_channels_arg", nullable(TEXT), "model.in_channels_arg=in_chans",
+        "a factory's own argument for the input channels (timm: in_chans); null: none"),
     Key("model.init_args", MAPPING, "model.init_args={}", "the network's own arguments (checked against its signature)"),
+    # module
+    Key("module.class_path", TEXT, "module.class_path=trainlab.module.TrainModule",
+        "the training step's LightningModule: TrainModule, a subclass overriding its hooks, or your own"),
+    Key("module.init_args", MAPPING, "module.init_args={}",
+        "the module's own arguments (checked against its signature; built once before any data loads)"),
     # optimizer
     Key("optimizer.class_path", TEXT, "optimizer.class_path=torch.optim.Adam", "the torch.optim optimizer class"),
     Key("optimizer.lr", number(0, FLOAT32_MAX, open_lo=True), "optimizer.lr=0.001",
@@ -492,7 +502,7 @@ def _unknown_fix(path: str) -> str:
     section = path.rsplit(".", 1)[0] if "." in path else ""
     siblings = sorted({k.path[len(section) + 1:].split(".")[0] for k in KEYS if k.path.startswith(section + ".")})
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    if section.split(".")[0] in ("model", "optimizer", "scheduler") and section.count(".") == 0:
+    if section.split(".")[0] in ("model", "module", "optimizer", "scheduler") and section.count(".") == 0:
         hint += f"a class argument goes in {section}.init_args.{path.rsplit('.', 1)[-1]}; "
     where = f"{section} takes {', '.join(siblings)}" if siblings else "see README \"Configuration reference\""
     return f"{hint}remove it ({where})"
@@ -514,9 +524,12 @@ def locate(key: str, path: str):
     except (ImportError, AttributeError) as err:
         reason = f"no {attr!r} in module {module_name}" if isinstance(err, AttributeError) else str(err)
         example = {"model.class_path": "trainlab.models.SeedCNN", "scheduler.class_path":
-                   "torch.optim.lr_scheduler.StepLR"}.get(key, "torch.optim.SGD")
-        raise ConfigError(key, path, f"cannot be imported ({reason})",
-                          f"a full, importable class path such as {example}") from None
+                   "torch.optim.lr_scheduler.StepLR", "module.class_path": "trainlab.module.TrainModule"
+                   }.get(key, "torch.optim.SGD")
+        fix = f"a full, importable class path such as {example}"
+        if isinstance(err, ModuleNotFoundError) and err.name == module_name.split(".")[0]:  # a package not installed
+            fix = f"pip install {err.name}, or {fix}"
+        raise ConfigError(key, path, f"cannot be imported ({reason})", fix) from None
     except Exception as err:  # the module's own import-time code failed
         raise ConfigError(key, path, f"cannot be imported ({type(err).__name__}: {err})",
                           "check that module imports on its own: python -c 'import <module>'") from None
@@ -584,7 +597,7 @@ def markdown(group: str) -> str:
     return "\n".join(rows)
 
 
-GROUPS = ("model", "optimizer", "scheduler", "dataset", "augmentation", "trainer", "logger", "callbacks")
+GROUPS = ("model", "module", "optimizer", "scheduler", "dataset", "augmentation", "trainer", "logger", "callbacks")
 
 if __name__ == "__main__":
     import sys

@@ -78,12 +78,22 @@ OLD_LOGGER_KINDS = {
 }
 
 
+# Runs stored before the network and training-step seams: the keys they lack, with the values they ran with.
+OLD_MODULE = {"class_path": "trainlab.module.TrainModule", "init_args": {}}
+OLD_MODEL_KEYS = {"num_outputs_arg": None, "in_channels_arg": None}
+
+
 def _upgrade(data: dict) -> None:
-    """An older config.yaml's `logger: {kind: csv, ...}` as today's `logger: {csv: {class_path, ...}, ...}`."""
+    """An older config.yaml's `logger: {kind: csv, ...}` as today's `logger: {csv: {class_path, ...}, ...}`;
+    one without a `module` section (or model.num_outputs_arg) ran TrainModule (and passed no such argument)."""
     logger = data.get("logger")
     if isinstance(logger, dict) and logger.get("kind") in OLD_LOGGER_KINDS:
         kind = logger.pop("kind")
         logger[kind] = OLD_LOGGER_KINDS[kind]
+    if isinstance(data.get("model"), dict):  # a run's config (not a fragment)
+        data.setdefault("module", dict(OLD_MODULE, init_args={}))
+        for key, value in OLD_MODEL_KEYS.items():
+            data["model"].setdefault(key, value)
 
 
 def load_stored_overrides(path) -> list[str]:

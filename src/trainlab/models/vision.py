@@ -100,11 +100,14 @@ def check_name(name: str) -> None:
 
 
 class TorchvisionNet(nn.Module):
-    def __init__(self, in_channels: int, input_size: int, num_outputs: int, name: str = "resnet18",
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int, name: str = "resnet18",
                  pretrained: bool = False, freeze_backbone: bool = False):
         super().__init__()
         import torchvision
 
+        from trainlab.models.seeds import image_shape
+
+        in_channels = image_shape(input_shape, "TorchvisionNet")[0]
         check_name(name)
         weights = pretrained_weights(name) if pretrained else None
         with _weights_only_loads():
