@@ -27,11 +27,10 @@ from torch import nn
 
 
 class TinyNet(nn.Module):
-    def __init__(self, num_outputs, hidden=8, input_shape=None, in_channels=None, input_size=None):
+    def __init__(self, input_shape, num_outputs, hidden=8):
         super().__init__()
-        # input_shape once the network seam passes it; in_channels x input_size^2 before
-        features = math.prod(input_shape) if input_shape else in_channels * input_size ** 2
-        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs))
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.ReLU(),
+                                    nn.Linear(hidden, num_outputs))
 
     def forward(self, x):
         return self.layers(x)
@@ -45,8 +44,9 @@ def user_folder(root: Path, module: str = "my_nets") -> Path:
     (folder / "model").mkdir(parents=True)
     (folder / "experiment").mkdir()
     (root / f"{module}.py").write_text(NETWORK)
-    (folder / "model" / "my_mlp.yaml").write_text(f"class_path: {module}.TinyNet\ninit_args:\n  hidden: 12\n")
-    (folder / "model" / "cnn.yaml").write_text(f"class_path: {module}.TinyNet\ninit_args: {{}}\n")
+    model = f"class_path: {module}.TinyNet\nnum_outputs_arg: null\nin_channels_arg: null\n"
+    (folder / "model" / "my_mlp.yaml").write_text(model + "init_args:\n  hidden: 12\n")
+    (folder / "model" / "cnn.yaml").write_text(model + "init_args: {}\n")
     (folder / "experiment" / "tiny_digits.yaml").write_text(textwrap.dedent("""\
         # @package _global_
         dataset:
@@ -140,7 +140,7 @@ def test_a_run_with_the_folder_evaluates_without_it(tmp_path, monkeypatch):
                      f"hydra.run.dir={run_dir}", env={"PYTHONPATH": f"{CONF.parent / 'src'}:{tmp_path}"})
     assert result.returncode == 0, result.stderr[-3000:]
     stored = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert stored["model"] == {"class_path": "my_nets.TinyNet", "init_args": {"hidden": 12}}
+    assert stored["model"]["class_path"] == "my_nets.TinyNet" and stored["model"]["init_args"] == {"hidden": 12}
     assert stored["run_name"] == "from_my_folder" and str(folder) not in (run_dir / "config.yaml").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["epochs"] == 1

@@ -13,7 +13,7 @@ class BestSoFar(L.Callback):
     def __init__(self, monitor: str = "val/acc", file: str = "best_so_far.json"):
         self.monitor, self.file, self.best = monitor, file, None
 
-    def on_validation_epoch_end(self, trainer, pl_module):
+    def on_validation_end(self, trainer, pl_module):  # after the module has logged the epoch's metrics
         value = trainer.callback_metrics.get(self.monitor)
         if value is None or trainer.sanity_checking:
             return
