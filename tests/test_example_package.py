@@ -63,6 +63,10 @@ def test_the_package_runs_through_every_seam(wine_run):
     best = json.loads((wine_run / "best_so_far.json").read_text())  # the package's own callback
     assert best == {"epoch": 4, "val/acc": pytest.approx(max(r["val/acc"] for r in metrics["history"]))}
     assert list(wine_run.glob("events.out.tfevents.*")) and (wine_run / "metrics.csv").is_file()
+    import torch
+
+    checkpoint = torch.load(wine_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["noise"] == 0.1  # the package's training step was the module trained
 
 
 def test_its_run_evaluates_from_the_stored_config_and_predict_refuses_vectors(wine_run, installed, monkeypatch):
