@@ -28,7 +28,7 @@ log = logging.getLogger("trainlab")
 
 CHARTS = {"loss.png": "Train (solid) and val (dashed) loss per epoch", "monitor.png": "Monitored metric per epoch",
           "lr.png": "Learning rate per epoch"}
-BAND = ": mean of each configuration's seeds, band +-1 std"  # appended to the titles of grouped charts
+BAND = "\nmean of each configuration's seeds, band ±1 std"  # under the titles of grouped charts
 ALL_JOBS = "(all jobs)"  # the configuration of a sweep over seeds only
 FLAGS = {"lr never changed": "a scheduler was set but the learning rate was the same every epoch",
          "best at last epoch": "the monitored metric was still improving when training stopped (maybe under-trained)",
@@ -337,6 +337,7 @@ def charts(jobs: list[dict], monitor: str | None) -> dict:
             continue
         ax.set(xlabel="epoch", ylabel=series[0][0] if len(series) == 1 else "loss",
                title=CHARTS[name] + (BAND if grouped else ""))
+        ax.title.set_fontsize(10)
         if name == "lr.png" and min(min(line.get_ydata()) for line in ax.get_lines()) > 0:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
