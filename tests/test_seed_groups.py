@@ -48,7 +48,8 @@ def test_a_seed_sweep_is_summarised_per_configuration(sweep):
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         optimizer = next(o for o in overrides if o.startswith("optimizer="))
-        by_optimizer.setdefault(optimizer, []).append({**json.loads((job / "metrics.json").read_text()), "job": job.name})
+        metrics = json.loads((job / "metrics.json").read_text())
+        by_optimizer.setdefault(optimizer, []).append({**metrics, "job": job.name})
     groups = {row["configuration"]: row for row in _csv(sweep / "summary_groups.csv")}
     assert set(groups) == {"optimizer=sgd", "optimizer=adam"}
     for optimizer, jobs in by_optimizer.items():
@@ -57,7 +58,8 @@ def test_a_seed_sweep_is_summarised_per_configuration(sweep):
         for name, values in (("best val/acc", [j["best_score"] for j in jobs]),
                              ("test/acc", [j["test"]["test/acc"] for j in jobs])):
             mean, std = statistics.mean(values), statistics.stdev(values)
-            low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=std / len(values) ** 0.5) if std else (mean, mean)
+            sem = std / len(values) ** 0.5
+            low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem) if std else (mean, mean)
             assert float(row[f"{name} mean"]) == pytest.approx(mean, abs=1e-4)
             assert float(row[f"{name} std"]) == pytest.approx(std, abs=1e-4)
             assert float(row[f"{name} ci_low"]) == pytest.approx(low, abs=1e-4)
@@ -79,14 +81,16 @@ def test_a_seed_sweep_is_summarised_per_configuration(sweep):
 
 
 def _job(folder, number: int, overrides: list[str], score: float | None, status: str = "ok", epochs: int = 3,
-         best_epoch: int = 1, lrs: tuple = (0.1, 0.05, 0.025), scheduler: str | None = "torch.optim.lr_scheduler.StepLR"):
+         best_epoch: int = 1, lrs: tuple = (0.1, 0.05, 0.025),
+         scheduler: str | None = "torch.optim.lr_scheduler.StepLR"):
     """A job folder as a sweep job leaves it: .hydra/overrides.yaml, config.yaml, metrics.json."""
     job = folder / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     seed = next((int(o.split("=")[1]) for o in overrides if o.startswith("seed=")), 42)
     (job / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "scheduler": {"class_path": scheduler}}))
-    history = [{"epoch": e, "val/acc": (score or 0) - 0.01 * (epochs - e), "lr": lr} for e, lr in zip(range(epochs), lrs)]
+    history = [{"epoch": e, "val/acc": (score or 0) - 0.01 * (epochs - e), "lr": lr}
+               for e, lr in zip(range(epochs), lrs)]
     metrics = {"status": status, "monitor": "val/acc", "monitor_mode": "max", "epochs": epochs, "history": history}
     if status == "ok":
         metrics.update(best_score=score, best_epoch=best_epoch, test={"test/acc": score - 0.02}, seconds=1.0)
@@ -119,7 +123,8 @@ def test_configurations_that_cannot_be_told_from_the_best_are_marked(tmp_path):
     assert float(adam["best val/acc ci_high"]) == pytest.approx(0.91 + half, abs=1e-4)
     assert adam["vs best"] == "best" and adam["p vs best"] == "" and adam["flags"] == ""
     summary = (tmp_path / "summary.md").read_text()
-    assert f"| optimizer=sgd | 3 | 3 | 1,2,3 | 0.5167 ± 0.0153 [{rows['optimizer=sgd']['best val/acc ci_low']}, " in summary
+    low = rows["optimizer=sgd"]["best val/acc ci_low"]
+    assert f"| optimizer=sgd | 3 | 3 | 1,2,3 | 0.5167 ± 0.0153 [{low}, " in summary
 
 
 def test_a_best_of_one_run_leaves_the_others_untested(tmp_path):

@@ -3,7 +3,7 @@
 Works on any folder whose job folders hold metrics.json (and .hydra/overrides.yaml), whatever the sweeper;
 a job without metrics.json yet is listed as "missing". Jobs that differ only by `seed` form a configuration
 (src/trainlab/seed_groups.py): summary.md and summary_groups.csv give each one's n, mean, std and 95%
-interval, and Welch's t-test against the best. Each job and configuration gets flags (FLAGS). Written at the
+interval, and Welch's t-test against the best. Each job and configuration gets flags (job_flags). Written at the
 end of every multirun by SweepReport (a Hydra callback), and again on demand:
 
     python -m trainlab.report multirun/2026-11-23/16-30-00      # or a single run folder
@@ -30,17 +30,14 @@ CHARTS = {"loss.png": "Train (solid) and val (dashed) loss per epoch", "monitor.
           "lr.png": "Learning rate per epoch"}
 BAND = "\nmean of each configuration's seeds, band ±1 std"  # under the titles of grouped charts
 ALL_JOBS = "(all jobs)"  # the configuration of a sweep over seeds only
-FLAGS = {"lr never changed": "a scheduler was set but the learning rate was the same every epoch",
-         "best at last epoch": "the monitored metric was still improving when training stopped (maybe under-trained)",
-         "no gain after epoch 0": "the monitored metric never beat its first epoch's value",
-         "failed, diverged, pruned, ...": "the job's status when it is not ok"}
 
 
 def job_dirs(folder: Path) -> list[Path]:
     """The run folders under folder (numbered Hydra job folders), or folder itself when it is one run."""
     if (folder / "metrics.json").exists() or (folder / ".hydra").is_dir():
         return [folder]
-    jobs = [p for p in folder.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / "metrics.json").exists())]
+    jobs = [p for p in folder.iterdir()
+            if p.is_dir() and ((p / ".hydra").is_dir() or (p / "metrics.json").exists() or job_overrides_file(p))]
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
@@ -112,7 +109,8 @@ def _from_config(job: Path, *keys: str):
 
 
 def job_flags(job: dict) -> list[str]:
-    """What to distrust in a job's result (FLAGS)."""
+    """What to distrust in a job's result: its status when not ok; a best epoch that is the last of 2 or more
+    (still improving: maybe under-trained) or the first (never improved); a scheduler that never changed lr."""
     status = job.get("status", "missing")
     flags = [] if status in ("ok", "missing") else [status]
     epochs, best = job.get("epochs") or 0, job.get("best_epoch")
@@ -220,13 +218,14 @@ def group_rows(jobs: list[dict]) -> list[dict]:
         scores[row["configuration"]] = [j["best_score"] for j in ok if _finite(j.get("best_score"))]
         rows.append(row)
     sign = -1 if mode == "max" else 1
-    rows.sort(key=lambda r: (not scores[r["configuration"]], sign * statistics.fmean(scores[r["configuration"]] or [0])))
+    mean = lambda r: statistics.fmean(scores[r["configuration"]] or [0.0])  # noqa: E731
+    rows.sort(key=lambda r: (not scores[r["configuration"]], sign * mean(r)))
     best = rows[0]["configuration"] if rows and scores[rows[0]["configuration"]] else None
     for row in rows:
         p = None if best is None else seed_groups.welch_p(scores[row["configuration"]], scores[best])
-        row["p vs best"] = "" if row["configuration"] == best or p is None else f"{p:.4f}"
+        row["p vs best"] = "" if row["configuration"] == best or p is None else f"{p:.4g}"
         row["vs best"] = "best" if row["configuration"] == best else seed_groups.verdict(p)
-        row["flags"] = row.pop("flags")
+        row["flags"] = row.pop("flags")  # the last column
     return rows
 
 
@@ -313,7 +312,8 @@ def charts(jobs: list[dict], monitor: str | None) -> dict:
     varying = _varying(jobs) if jobs else set()
     grouped = is_grouped(jobs)
     if grouped:
-        lines = [(f"{config or ALL_JOBS} (n={len(ok)})", ok) for config, members in seed_groups.group(jobs, varying).items()
+        lines = [(f"{config or ALL_JOBS} (n={len(ok)})", ok)
+                 for config, members in seed_groups.group(jobs, varying).items()
                  if (ok := [j for j in members if j.get("status") == "ok" and j["history"]])]
     else:
         lines = [(_label(j, varying), [j]) for j in jobs if j["history"]]
