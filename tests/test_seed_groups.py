@@ -112,6 +112,9 @@ def _seed_groups(folder, *extra: tuple) -> None:
 def test_configurations_that_cannot_be_told_from_the_best_are_marked(tmp_path):
     _seed_groups(tmp_path)
     report.write_report(tmp_path)
+    first = (tmp_path / "summary_groups.csv").read_bytes()
+    report.write_report(tmp_path)
+    assert (tmp_path / "summary_groups.csv").read_bytes() == first  # regenerates byte for byte
     rows = {r["configuration"]: r for r in _csv(tmp_path / "summary_groups.csv")}
     assert list(rows) == ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"]
     for optimizer, verdict in (("optimizer=rmsprop", "tied"), ("optimizer=sgd", "worse")):
