@@ -2,7 +2,8 @@
 
 Two paths, chosen by `augmentation.per_sample`:
 - batched (default): uint8 batches (in-memory sets moved to the training device once) are cropped,
-  flipped and normalised as whole batches on the device in on_after_batch_transfer;
+  flipped, augmented per image (per_image.py), normalised and mixed as whole batches on the device in
+  on_after_batch_transfer;
 - per sample: torchvision transforms run on each image in DataLoader workers, as in the classic
   PyTorch recipe (for transforms with no batched equivalent, and as the benchmark's reference).
 """
@@ -16,6 +17,8 @@ from trainlab.config import ConfigError
 from trainlab.distributed import index_sampler
 from trainlab.data import sources
 from trainlab.data.augment import BatchAugment, channel_stats
+from trainlab.data.per_image import PerImageOps
+from trainlab.data.per_sample import MixCollate, per_sample_transform
 
 STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from files
 
@@ -58,8 +61,12 @@ class ImageDataModule(L.LightningDataModule):
         mean = std = None
         if self.aug_cfg.normalize:
             mean, std = channel_stats(_sample_images(self.train_set, split))
+        ops = None if self.per_sample else PerImageOps(self.aug_cfg, self.cfg.channels, self._num_classes())
         self.augment = BatchAugment(self.cfg.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
-                                    self.aug_cfg.hflip, mean, std, self.seed)
+                                    self.aug_cfg.hflip, mean, std, self.seed, ops=ops)
+
+    def _num_classes(self) -> int | None:
+        return None if self.classes is None else len(self.classes)
 
     def train_dataloader(self) -> DataLoader:
         self.train_set = self._on_device(self.train_set)
@@ -86,7 +93,7 @@ class ImageDataModule(L.LightningDataModule):
         data = self.train_set
         if self.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
-        return DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False)
+        return DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=self._collate(train))
 
     def test_dataloader(self) -> DataLoader:
         self.test_set = self._on_device(self.test_set)
@@ -114,32 +121,29 @@ class ImageDataModule(L.LightningDataModule):
             return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
         return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                          collate_fn=self._collate(train))
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def _per_sample_transform(self, train: bool):
-        from torchvision.transforms import v2
+        return per_sample_transform(self.aug_cfg, self.cfg.image_size, self.augment.mean, self.augment.std, train)
 
-        aug, size = self.aug_cfg, self.input_size
-        steps = []
-        if train and (aug.padding or size < self.cfg.image_size):
-            steps.append(v2.RandomCrop(size, padding=aug.padding))
-        elif size < self.cfg.image_size:
-            steps.append(v2.CenterCrop(size))
-        if train and aug.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        steps.append(v2.ToDtype(torch.float32, scale=True))
-        if self.augment.mean is not None:
-            steps.append(v2.Normalize(self.augment.mean.tolist(), self.augment.std.tolist()))
-        return v2.Compose(steps)
+    def _collate(self, train: bool):
+        """torchvision's MixUp / CutMix on the per-sample path's training batches (None: the default collate)."""
+        aug = self.aug_cfg
+        if not (train and self.per_sample and (aug.mixup.alpha > 0 or aug.cutmix.alpha > 0)):
+            return None
+        return MixCollate(aug.mixup, aug.cutmix, self._num_classes())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.per_sample:
             return batch
         images, targets = batch
-        return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
+        if self.trainer is None or not self.trainer.training:
+            return self.augment(images, train=False), targets
+        return self.augment.mix(self.augment(images, train=True), targets)
 
 
 class EpochShuffle(torch.utils.data.Sampler):
