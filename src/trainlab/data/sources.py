@@ -71,7 +71,7 @@ class Source:
 
 # PNG and JPEG decode through torchvision.io (libpng, libjpeg-turbo): RGB pixels equal PIL's, resized by
 # torchvision's antialiased bilinear resize, which equals PIL's bilinear resize here; JPEGs decode 1.5x faster
-# (bench/decode.py). Other formats (and WebP to grayscale, which torchvision does not convert) go through PIL.
+# (bench/augment.py). Other formats (and WebP to grayscale, which torchvision does not convert) go through PIL.
 TORCHVISION_DECODED = (".png", ".jpg", ".jpeg")
 # Part of the image cache's key: a change of decoder (grayscale differs from PIL's by 1 level) decodes again.
 DECODER = "torchvision.io-1"
@@ -121,7 +121,7 @@ def resize_uint8(images: torch.Tensor, size: int, channels: int) -> torch.Tensor
         return images.contiguous()
     from torchvision.transforms.v2 import functional as TF
 
-    # torchvision's uint8 antialiased bilinear kernel: 7-18x faster than F.interpolate on floats (bench/decode.py)
+    # torchvision's uint8 antialiased bilinear kernel: 7-18x faster than F.interpolate on floats (bench/augment.py)
     return torch.cat([TF.resize(chunk, [size, size], antialias=True) for chunk in images.split(4096)])
 
 
