@@ -18,7 +18,8 @@ log = logging.getLogger("trainlab")
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folder a run's
 # Config keys added after runs already existed: filled in from the current config when such a run resumes.
 LATER_KEYS = ("callbacks.progress_bar.min_seconds", "tags", "print_config", "trainer.profiler",
-              "trainer.detect_anomaly")
+              "trainer.detect_anomaly", *(f"augmentation.{step}" for step in
+                                          ("affine", "color", "policy", "erasing", "mixup", "cutmix")))
 # What `resume=` may change (README "Resume"): how the run is shown and labelled, how often it logs, and how long it
 # runs (to continue it, finished or not). None of these changes what a training step computes. Every other
 # difference from the run's config.yaml is refused by name. Each entry covers the key and everything under it.

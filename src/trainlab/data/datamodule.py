@@ -61,14 +61,16 @@ class ImageDataModule(L.LightningDataModule):
         mean = std = None
         if self.aug_cfg.normalize:
             mean, std = channel_stats(_sample_images(self.train_set, split))
-        ops = None if self.per_sample else PerImageOps(self.aug_cfg, self.cfg.channels, self._num_classes())
         self.augment = BatchAugment(self.cfg.image_size, self.aug_cfg.crop_size, self.aug_cfg.padding,
-                                    self.aug_cfg.hflip, mean, std, self.seed, ops=ops)
+                                    self.aug_cfg.hflip, mean, std, self.seed)
 
     def _num_classes(self) -> int | None:
         return None if self.classes is None else len(self.classes)
 
     def train_dataloader(self) -> DataLoader:
+        if self.augment.ops is None and not self.per_sample:
+            # Here, not in setup(): evaluating a run saved before these keys existed needs none of them.
+            self.augment.ops = PerImageOps(self.aug_cfg, self.cfg.channels, self._num_classes()) or None
         self.train_set = self._on_device(self.train_set)
         if self._overfitting():
             return self._overfit_loader(train=True)
