@@ -69,9 +69,9 @@ class Source:
     classes: list[str] | None      # class names (None for regression)
 
 
-# PNG and JPEG decode through torchvision.io (libpng, libjpeg-turbo): RGB pixels equal PIL's, resized by
-# torchvision's antialiased bilinear resize, which equals PIL's bilinear resize here; JPEGs decode 1.5x faster
-# (bench/augment.py). Other formats (and WebP to grayscale, which torchvision does not convert) go through PIL.
+# PNGs and JPEGs decode through torchvision.io and resize with torchvision's antialiased bilinear resize: their
+# RGB pixels equal PIL's decode and bilinear resize. JPEGs are 1.4x faster, PNGs within the machine's noise of
+# PIL (0.8-1.1x over runs; bench/augment.py). PIL reads the rest (BMP, GIF, TIFF, WebP).
 TORCHVISION_DECODED = (".png", ".jpg", ".jpeg")
 # Part of the image cache's key: a change of decoder (grayscale differs from PIL's by 1 level) decodes again.
 DECODER = "torchvision.io-1"
@@ -79,34 +79,28 @@ DECODER = "torchvision.io-1"
 
 def decode_image(path: Path, size: int, channels: int) -> torch.Tensor:
     """uint8 (channels, size, size) pixels of an image file."""
-    from torchvision.transforms.v2 import functional as TF
-
     try:
         if path.suffix.lower() in TORCHVISION_DECODED:
             from torchvision.io import ImageReadMode
             from torchvision.io import decode_image as tv_decode
+            from torchvision.transforms.v2 import functional as TF
 
             image = tv_decode(str(path), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB)
             if image.dtype != torch.uint8:  # 16-bit PNG
                 image = TF.to_dtype(image, torch.uint8, scale=True)
-        else:
-            image = _pil_decode(path, channels)
+            return TF.resize(image, [size, size], antialias=True).contiguous()
+        from PIL import Image
+
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+            array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except (OSError, RuntimeError) as err:  # damage past the headers that bad_inputs.screen_images checks
         import re
 
         reason = re.sub(r"^.*\.cpp:\d+, ", "", (str(err).splitlines() or [type(err).__name__])[-1])  # torchvision's C++ place
         raise ConfigError("dataset.root", str(path), f"cannot be decoded as an image ({reason})",
                           "remove or replace that file") from None
-    return TF.resize(image, [size, size], antialias=True).contiguous()
-
-
-def _pil_decode(path: Path, channels: int) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        array = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    return array.view(img.height, img.width, channels).permute(2, 0, 1)
+    return array.view(size, size, channels).permute(2, 0, 1).contiguous()
 
 
 def resize_uint8(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -121,7 +115,7 @@ def resize_uint8(images: torch.Tensor, size: int, channels: int) -> torch.Tensor
         return images.contiguous()
     from torchvision.transforms.v2 import functional as TF
 
-    # torchvision's uint8 antialiased bilinear kernel: 7-18x faster than F.interpolate on floats (bench/augment.py)
+    # torchvision's uint8 antialiased bilinear kernel: 9-13x faster than F.interpolate on floats (bench/augment.py)
     return torch.cat([TF.resize(chunk, [size, size], antialias=True) for chunk in images.split(4096)])
 
 
