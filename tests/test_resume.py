@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, finished_run, run_cli
 from trainlab import checkpoint_io
@@ -126,8 +127,11 @@ def test_run_from_before_a_config_key_existed_resumes(uninterrupted, tmp_path):
     shutil.copytree(uninterrupted, run_dir)
     (run_dir / "metrics.json").unlink()  # unfinished, so resume reads config.yaml and last.ckpt
     config = run_dir / "config.yaml"
-    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
-                              if "min_seconds" not in line))
+    stored = yaml.safe_load(config.read_text())
+    del stored["callbacks"]["progress_bar"]["min_seconds"]
+    for step in ("affine", "color", "policy", "erasing", "mixup", "cutmix"):
+        del stored["augmentation"][step]
+    config.write_text(yaml.safe_dump(stored, sort_keys=False))
     result = run_cli("train.py", f"resume={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert metrics(run_dir)["status"] == "ok"
