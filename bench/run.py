@@ -319,7 +319,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
-        out.write_text(text)
+        # Sections other scripts write ("## ...", e.g. bench/augment.py's) stay.
+        old = out.read_text() if out.exists() else ""
+        out.write_text(text + (old[old.find("\n## "):] if "\n## " in old else ""))
 
 
 if __name__ == "__main__":

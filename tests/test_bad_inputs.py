@@ -93,5 +93,5 @@ def test_image_damaged_past_its_headers_is_a_clear_error(image_folder, cfg_facto
     (image_folder / "big.png").unlink()
     data = jpeg.read_bytes()
     jpeg.write_bytes(data[: len(data) // 2])  # headers intact (verify passes), pixel data cut
-    with pytest.raises(ConfigError, match=r"cut.jpg'?: cannot be decoded as an image \(image file is truncated"):
+    with pytest.raises(ConfigError, match=r"cut.jpg'?: cannot be decoded as an image \(Image is incomplete or truncated\)"):
         run(cfg_factory(*FOLDER, f"dataset.root={image_folder}"))

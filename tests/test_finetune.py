@@ -213,10 +213,11 @@ def test_class_weights_weigh_the_training_loss(cfg_factory, imbalanced_folder, t
     stored = checkpoint_io.load(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]["class_weights"]
     assert torch.allclose(stored.double(), expected) and stored[1] > 4 * stored[0]  # the rare class weighs more
 
-    module = build_parts(cfg_factory(*args), config.plain(cfg_factory(*args))).module.eval()  # no dropout
+    module = build_parts(cfg_factory(*args), config.plain(cfg_factory(*args))).module
     x, y = torch.randn(6, 3, 8, 8), torch.tensor([0, 0, 0, 0, 1, 1])
     with torch.no_grad():
-        weighted, unweighted = module._step((x, y), "train"), module._step((x, y), "val")
-        out = module(x)
+        out = module.eval()(x)
+        unweighted = module.compute_loss(out, y)          # validation and test (eval mode)
+        weighted = module.train().compute_loss(out, y)    # a training step
     assert math.isclose(float(weighted), float(F.cross_entropy(out, y, weight=expected.float())), rel_tol=1e-5)
     assert math.isclose(float(unweighted), float(F.cross_entropy(out, y)), rel_tol=1e-5)  # validation: unweighted

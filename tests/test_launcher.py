@@ -9,7 +9,7 @@ import os
 import pytest
 from conftest import ROOT, TINY, run_cli
 
-from hydra_plugins.trainlab_launcher._processes import DevicePool, detect_devices
+from hydra_plugins.trainlab_launcher._processes import DevicePool, _n_jobs, detect_devices
 
 # A network that kills its own process in its first training step when its Hydra job number is named:
 # the worker dies as under the OOM killer or a crash in native code, with no hook in trainlab.
@@ -53,8 +53,9 @@ def _metrics(folder, job: int) -> dict:
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
-    """3 jobs, 2 at a time: job 1 is SIGKILLed beside job 0, then job 2 segfaults, in their first training step."""
-    return _sweep(tmp_path_factory.mktemp("killed"), "seed=1,2,3", "+model.init_args.kill_job=1",
+    """4 seeds of one configuration, 2 at a time: job 1 is SIGKILLed beside job 0, then job 2 segfaults, in their
+    first training step."""
+    return _sweep(tmp_path_factory.mktemp("killed"), "seed=1,2,3,4", "+model.init_args.kill_job=1",
                   "+model.init_args.segv_job=2", env={"CUDA_VISIBLE_DEVICES": ""})
 
 
@@ -63,10 +64,10 @@ def test_a_killed_worker_is_a_failed_job_and_the_sweep_reports(killed):
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert "TerminatedWorkerError" not in output and "Traceback" not in output
-    assert "2 of 3 jobs did not finish" in output
+    assert "2 of 4 jobs did not finish" in output
     with open(folder / "summary.csv", newline="") as f:
         rows = {r["job"]: r for r in csv.DictReader(f)}
-    assert {job: r["status"] for job, r in rows.items()} == {"0": "ok", "1": "failed", "2": "failed"}
+    assert {job: r["status"] for job, r in rows.items()} == {"0": "ok", "1": "failed", "2": "failed", "3": "ok"}
     assert rows["1"]["error"] == "worker died: killed by signal 9 (SIGKILL)"
     assert rows["1"]["overrides"] == "seed=2"
     dead = _metrics(folder, 1)
@@ -75,7 +76,12 @@ def test_a_killed_worker_is_a_failed_job_and_the_sweep_reports(killed):
     assert (folder / "1" / "config.yaml").exists()  # the job had started: its own files are kept
     summary = (folder / "summary.md").read_text()
     assert "| seed=2 | failed | worker died: killed by signal 9 (SIGKILL) |" in summary
-    assert all(f"| seed={s} |" in summary for s in (1, 2, 3))
+    assert all(f"| seed={s} |" in summary for s in (1, 2, 3, 4))
+    # the seeds form one configuration: the two that finished are its n, the dead workers its flags
+    with open(folder / "summary_groups.csv", newline="") as f:
+        (group,) = csv.DictReader(f)
+    assert (group["n"], group["jobs"], group["seeds"]) == ("2", "4", "1,2,3,4")
+    assert "failed 2/4" in group["flags"] and rows["1"]["flags"] == "failed"
 
 
 def test_a_segfaulting_worker_is_a_failed_job(killed):
@@ -89,6 +95,10 @@ def test_each_job_gets_a_device_round_robin(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert [_metrics(folder, j)["cuda_visible_devices"] for j in range(3)] == ["0", "1", "0"]
     assert all(_metrics(folder, j)["status"] == "ok" for j in range(3))  # trainer.accelerator=cpu: trains on CPU
+
+
+def test_n_jobs_defaults_to_one_job_per_gpu():
+    assert _n_jobs(None, ["0", "1", "2"]) == 3 and _n_jobs(None, []) == 2 and _n_jobs(5, ["0"]) == 5
 
 
 def test_a_freed_device_goes_to_the_next_job():

@@ -2,6 +2,7 @@
 checkpoint, an interrupted sweep resumed."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, finished_run, run_cli
 from trainlab import checkpoint_io
@@ -125,8 +127,11 @@ def test_run_from_before_a_config_key_existed_resumes(uninterrupted, tmp_path):
     shutil.copytree(uninterrupted, run_dir)
     (run_dir / "metrics.json").unlink()  # unfinished, so resume reads config.yaml and last.ckpt
     config = run_dir / "config.yaml"
-    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
-                              if "min_seconds" not in line))
+    stored = yaml.safe_load(config.read_text())
+    del stored["callbacks"]["progress_bar"]["min_seconds"]
+    for step in ("affine", "color", "policy", "erasing", "mixup", "cutmix"):
+        del stored["augmentation"][step]
+    config.write_text(yaml.safe_dump(stored, sort_keys=False))
     result = run_cli("train.py", f"resume={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert metrics(run_dir)["status"] == "ok"
@@ -153,10 +158,11 @@ def test_truncated_or_foreign_checkpoint_gets_a_clear_error(uninterrupted, tmp_p
 
 def test_resumed_sweep_recomputes_only_the_unfinished_job(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", *RUN, "trainer.max_epochs=1", "optimizer.lr=0.001,0.002", f"hydra.sweep.dir={sweep}"]
+    args = ["-m", *RUN, "trainer.max_epochs=1", "optimizer.lr=0.001,0.002,0.003", f"hydra.sweep.dir={sweep}"]
     assert run_cli("train.py", *args).returncode == 0
     done, unfinished = sweep / "0", sweep / "1"
-    (unfinished / "metrics.json").unlink()  # as if the sweep had been killed during job 1
+    (unfinished / "metrics.json").unlink()  # as if the sweep had been killed during job 1,
+    shutil.rmtree(sweep / "2")  # before job 2 started
     stamp = (done / "metrics.json").stat().st_mtime_ns
     before = (done / "checkpoints" / "last.ckpt").stat().st_mtime_ns
 
@@ -166,7 +172,12 @@ def test_resumed_sweep_recomputes_only_the_unfinished_job(tmp_path):
     assert (done / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
     assert metrics(unfinished)["status"] == "ok"
     assert (unfinished / "metrics.json").stat().st_mtime_ns > stamp
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    # job 2's records are the resumed session's (.hydra-resumed-*/): the report still names its overrides
+    assert not (sweep / "2" / ".hydra").exists() and list((sweep / "2").glob(".hydra-resumed-*/overrides.yaml"))
+    with open(sweep / "summary.csv", newline="") as f:
+        overrides = {row["job"]: row["overrides"] for row in csv.DictReader(f)}
+    assert overrides == {"0": "optimizer.lr=0.001", "1": "optimizer.lr=0.002", "2": "optimizer.lr=0.003"}
 
 
 def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path, monkeypatch):

@@ -164,7 +164,7 @@ def test_sweep_over_experiments_is_refused_before_any_job_trains(tmp_path):
     result = run_cli("train.py", "-m", *TINY, "experiment=glob(*)", f"hydra.sweep.dir={sweep}")
     out = result.stdout + result.stderr
     assert result.returncode == 2, out[-3000:]
-    assert "defines its own sweep (optimizer=sgd,momentum,rmsprop,adam)" in out
+    assert "defines its own sweep (optimizer=sgd,momentum,rmsprop,adam seed=1,2,3)" in out
     assert "Fix: run each study on its own: python train.py experiment=optimizer_comparison" in out
     assert not list(sweep.glob("*/config.yaml")) and not list(sweep.glob("*/metrics.json"))
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from conftest import ROOT, TINY, run_cli
 
-from trainlab.report import load_job
+from trainlab.report import CHARTS, load_job
 
 # A job that fails inside fit: the user's network raises in its first training step in job 3
 # (optimizer=adagrad scheduler=step). A config mistake would be refused before any job starts (the
@@ -104,18 +104,38 @@ def test_event_files_give_the_curves_metrics_json_lacks(sweep, tmp_path):
     assert load_job(job / "1")["status"] == "missing"
 
 
-def test_notebook_executes_on_the_sweep(sweep, monkeypatch):
+def _sweeps_folder(folder, tmp_path):
+    """A folder of two sweeps: an older basic one and, newest, an Optuna-like one (job folders, no multirun.yaml)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(folder, runs / "old")
+    shutil.copytree(folder, runs / "optuna_study", ignore=shutil.ignore_patterns("multirun.yaml", "summary*", "*.png"))
+    (runs / "optuna_study" / "optuna.db").touch()
+    os.utime(runs / "old", (1, 1))
+    return runs
+
+
+@pytest.mark.parametrize("where", ["repository root, absolute sweep", "another folder, relative folder of sweeps"])
+def test_notebook_executes_on_the_sweep(where, sweep, monkeypatch, tmp_path):
     folder, _ = sweep
-    monkeypatch.setenv("TRAINLAB_SWEEP", str(folder))
+    cwd, expected, given = ROOT, folder, str(folder)
+    if where.startswith("another"):
+        cwd = tmp_path / "elsewhere"
+        cwd.mkdir()
+        expected = _sweeps_folder(folder, tmp_path) / "optuna_study"
+        given = os.path.relpath(expected.parent, ROOT)  # relative paths are the project root's
+    monkeypatch.setenv("TRAINLAB_SWEEP", given)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     notebook = nbformat.read(ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
     # python3 with ipykernel importable in this interpreter = a kernel running sys.executable
-    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(cwd)}})
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert FAILED_OVERRIDES in text and "failed" in text
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert str(expected) in text
+    tables = lambda md: [line for line in md.splitlines() if line.startswith("| ")]  # noqa: E731
+    assert tables(text) == tables((folder / "summary.md").read_text())  # the same jobs: summary.md's table
+    assert f"| {FAILED_OVERRIDES} | failed |" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(CHARTS)
 
 
 def test_parallel_launcher_runs_a_sweep(tmp_path):

@@ -41,7 +41,7 @@ def launch(conf: Path, config_name: str, hydra_main: Callable, checks: Callable 
     try:
         if fast_help(conf, config_name):  # a config folder that is not there is a config error here too
             return
-        precheck(conf, config_name, sys.argv[1:], checks)
+        sys.argv[1:] = precheck(conf, config_name, sys.argv[1:], checks)
     except ConfigError as err:
         print(f"Config error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -58,17 +58,19 @@ def check_train(cfg: DictConfig, choices: dict | None = None) -> None:
     preflight.check(config.plain(cfg))
 
 
-def precheck(conf: Path, config_name: str, argv: list[str], checks: Callable | None) -> None:
-    """Raise ConfigError for the first mistake in the command line's configs (every sweep job's)."""
+def precheck(conf: Path, config_name: str, argv: list[str], checks: Callable | None) -> list[str]:
+    """Raise ConfigError for the first mistake in the command line's configs (every sweep job's); returns
+    the command line Hydra runs (`seeds=N` expanded)."""
     if any(arg.split("=", 1)[0] in HYDRA_ONLY for arg in argv) or not launched_as_rank_zero():
-        return  # other DDP ranks re-run the command rank 0 has checked
+        return argv  # other DDP ranks re-run the command rank 0 has checked
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     args = get_args_parser().parse_args(argv)
     config_name = args.config_name or config_name
     parser = OverridesParser.create()
-    parsed = [_parse(parser, arg) for arg in args.overrides]
+    seeds = [arg for arg in args.overrides if arg.split("=", 1)[0] == SEEDS]
+    parsed = [_parse(parser, arg) for arg in args.overrides if arg not in seeds]
     folders = config_folders.from_args(args)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     # Composing may resolve hydra.run.dir/sweep.dir (OmegaConf does when a config such as an experiment
@@ -78,11 +80,13 @@ def precheck(conf: Path, config_name: str, argv: list[str], checks: Callable | N
         base = _compose(conf, config_name, fixed)
         mode = OmegaConf.select(base, "hydra.mode")
         multirun = args.multirun or getattr(mode, "name", mode) == "MULTIRUN"  # experiment configs set it
+        if seeds:
+            argv, parsed = _expand_seeds(seeds[-1], argv, parsed, parser, base, multirun)
         if not multirun:
             if any(o.is_sweep_override() for o in parsed):  # Hydra's "Ambiguous value" with our wording
                 _compose(conf, config_name, [o.input_line for o in parsed])
             _check_job(base, multirun=False, checks=checks)
-            return
+            return argv
         jobs = [fixed]
         if OmegaConf.select(base, "hydra.sweeper._target_") == BASIC_SWEEPER:
             jobs = _sweep_jobs(parser, base, parsed)
@@ -94,6 +98,28 @@ def precheck(conf: Path, config_name: str, argv: list[str], checks: Callable | N
             except ConfigError as err:
                 where = f"job {number} of the sweep's {len(jobs)} ({' '.join(job) or 'no overrides'})"
                 raise ConfigError(err.key, err.value, f"{err.problem} in {where}", err.fix) from None
+    return argv
+
+
+SEEDS = "seeds"  # seeds=N: a multirun over N seeds from `seed` (seed, seed+1, ...), for the report's seed groups
+
+
+def _expand_seeds(arg: str, argv: list[str], parsed, parser, base: DictConfig, multirun: bool):
+    """`seeds=N` as `seed=s,s+1,...,s+N-1` (s: the composed seed): the command line and its parsed overrides."""
+    value = arg.split("=", 1)[1]
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(SEEDS, value, "must be a whole number >= 1 (how many seeds each configuration runs)",
+                          "seeds=3")
+    if not multirun:
+        raise ConfigError(SEEDS, value, "runs one job per seed, which needs a multirun",
+                          f"add -m: python train.py -m seeds={value} ...")
+    given = [o for o in parsed if o.get_key_element().lstrip("+~") == "seed"]
+    if any(o.is_sweep_override() for o in given):
+        raise ConfigError(SEEDS, value, f"and {given[0].input_line} both choose the seeds",
+                          f"give one of them: seeds={value} (from seed={base.seed}) or seed=1,2,3")
+    sweep = parser.parse_override(f"seed={','.join(str(int(base.seed) + i) for i in range(int(value)))}")
+    dropped = {arg, *(o.input_line for o in given)}
+    return [a for a in argv if a not in dropped] + [sweep.input_line], [o for o in parsed if o not in given] + [sweep]
 
 
 def _parse(parser, arg: str):

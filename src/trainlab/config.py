@@ -121,11 +121,7 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
                           "optimizer.weight_decay=0, or pick another optimizer")
     _check_trainer(cfg)
     _check_data(cfg)
-    aug, size = cfg.augmentation, cfg.dataset.image_size
-    if aug.crop_size is not None and size is not None and aug.crop_size > size:
-        raise ConfigError("augmentation.crop_size", aug.crop_size,
-                          f"must be an integer between 1 and dataset.image_size={size}",
-                          f"augmentation.crop_size={min(24, size)} or null (no crop)")
+    _check_augmentation(cfg)
 
 
 def check_choices(choices: dict) -> None:
@@ -187,6 +183,25 @@ def _check_trainer(cfg) -> None:
     if tr.limit_test_batches == 0 and cfg.test_after_fit:
         raise ConfigError("trainer.limit_test_batches", 0, "tests nothing, but test_after_fit=true",
                           "trainer.limit_test_batches=null, or test_after_fit=false")
+
+
+def _check_augmentation(cfg) -> None:
+    aug, size = cfg.augmentation, cfg.dataset.image_size
+    if aug.crop_size is not None and size is not None and aug.crop_size > size:  # null: a user's source, checked once loaded
+        raise ConfigError("augmentation.crop_size", aug.crop_size,
+                          f"must be an integer between 1 and dataset.image_size={size}",
+                          f"augmentation.crop_size={min(24, size)} or null (no crop)")
+    for mix in ("mixup", "cutmix"):
+        if cfg.task == "regression" and aug[mix].alpha > 0:
+            raise ConfigError(f"augmentation.{mix}.alpha", aug[mix].alpha,
+                              "mixes class labels, and task=regression has numeric targets",
+                              f"augmentation.{mix}.alpha=0")
+    if cfg.dataset.channels == 1:
+        for name in ("saturation", "hue"):
+            if aug.color[name] > 0:
+                raise ConfigError(f"augmentation.color.{name}", aug.color[name],
+                                  "changes colour, and dataset.channels=1 images have none",
+                                  f"augmentation.color.{name}=0, or dataset.channels=3")
 
 
 def _check_data(cfg) -> None:

@@ -15,7 +15,7 @@ class EpochStats:
     self.log (each costs ~0.1 ms in Lightning). Summed across processes once, at epoch end.
 
     Sums: loss*n; then hits at each of the top-k ranks (classification; rank 0 alone when top_k is 0)
-    or |err|, err^2, y, y^2 (regression).
+    or |err|, err^2, y, y^2 (regression). Cross-entropy takes mixup's (N, C) probability targets as they are.
     """
 
     def __init__(self, task: str, top_k: int):
@@ -30,7 +30,7 @@ class EpochStats:
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
         out, n = out.detach(), len(y)
-        if y.dim() > 1 and self.task == "classification":  # (N, C) probabilities (mixup): their top class
+        if y.ndim == 2:  # mixup / cutmix probabilities: a hit is the top class of the mixed target
             y = y.argmax(1)
         if self.task == "regression":
             err, yd = (out - y).double(), y.double()

@@ -19,7 +19,8 @@ RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")  # what makes a folde
 # Config keys added after runs already existed: filled in from the current config when such a run resumes.
 LATER_KEYS = ("callbacks.progress_bar.min_seconds", "tags", "print_config", "trainer.profiler",
               "trainer.detect_anomaly", "figures", "dataset.oversample", "dataset.oversample_bins",
-              "dataset.class_weights", "optimizer.backbone_lr_mult", "finetune.unfreeze_after_epochs")  # off by default
+              "dataset.class_weights", "optimizer.backbone_lr_mult", "finetune.unfreeze_after_epochs",  # off by default
+              *(f"augmentation.{step}" for step in ("affine", "color", "policy", "erasing", "mixup", "cutmix")))
 # What `resume=` may change (README "Resume"): how the run is shown and labelled, how often it logs, and how long it
 # runs (to continue it, finished or not). None of these changes what a training step computes. Every other
 # difference from the run's config.yaml is refused by name. Each entry covers the key and everything under it.

@@ -77,6 +77,10 @@ def either(*rules: Rule) -> Rule:
 
 TEXT_LIST = Rule("a list of texts ([] for none)", lambda v: isinstance(v, list) and all(TEXT.ok(x) for x in v))
 INT_LIST = Rule("a list of integers", lambda v: isinstance(v, list) and all(integer().ok(x) for x in v))
+# [low, high]: a zoom range (> 0) and an area fraction (in (0, 1]).
+RANGE = Rule("a list [low, high] of numbers with 0 < low <= high",
+             lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and 0 < v[0] <= v[1])
+RANGE_01 = Rule("a list [low, high] of numbers with 0 < low <= high <= 1", lambda v: RANGE.ok(v) and v[1] <= 1)
 # Lightning's limit_*_batches / overfit_batches: an int counts batches, a float is a fraction of them.
 BATCHES = either(integer(1), number(0, 1, open_lo=True))
 BATCHES_OR_OFF = either(integer(0), number(0, 1))
@@ -117,6 +121,11 @@ class Used:
     test: Callable[[Any], bool]
     why: str          # "only <...> reads it"
     off: Any = None
+
+
+def _randaugment(off: int) -> Used:
+    return Used(lambda c: c.augmentation.policy.name == "randaugment", "only augmentation.policy.name=randaugment reads it",
+                off)
 
 
 PLATEAU_ONLY = Used(_plateau, "only the plateau scheduler (ReduceLROnPlateau) reads it")
@@ -289,6 +298,39 @@ KEYS: tuple[Key, ...] = (
     Key("augmentation.normalize", BOOL, "augmentation.normalize=true", "normalise by the training split's channel stats"),
     Key("augmentation.per_sample", BOOL, "augmentation.per_sample=false",
         "torchvision transforms per sample in DataLoader workers (slower)"),
+    Key("augmentation.affine.degrees", number(0, 180), "augmentation.affine.degrees=15",
+        "random rotation by up to +-degrees (0: off)"),
+    Key("augmentation.affine.translate", number(0, 1), "augmentation.affine.translate=0.1",
+        "random shift by up to this fraction of the width and height (0: off)"),
+    Key("augmentation.affine.scale", RANGE, "augmentation.affine.scale=[0.9,1.1]",
+        "random zoom factor drawn from [low, high] ([1,1]: off)"),
+    Key("augmentation.color.brightness", number(0, 1), "augmentation.color.brightness=0.2",
+        "brightness factor drawn from [1-b, 1+b] (0: off)"),
+    Key("augmentation.color.contrast", number(0, 1), "augmentation.color.contrast=0.2",
+        "contrast factor drawn from [1-c, 1+c] (0: off)"),
+    Key("augmentation.color.saturation", number(0, 1), "augmentation.color.saturation=0.2",
+        "saturation factor drawn from [1-s, 1+s] (0: off; needs dataset.channels=3)"),
+    Key("augmentation.color.hue", number(0, 0.5), "augmentation.color.hue=0.05",
+        "hue shift drawn from [-h, h] (0: off; needs dataset.channels=3)"),
+    Key("augmentation.policy.name", nullable(one_of("trivial", "randaugment")), "augmentation.policy.name=trivial",
+        "TrivialAugment (one operation per image) or RandAugment (num_ops per image); null: off"),
+    Key("augmentation.policy.num_ops", integer(1, 10), "augmentation.policy.num_ops=2",
+        "randaugment: distinct operations per image", used=_randaugment(2)),
+    Key("augmentation.policy.magnitude", integer(1, 29), "augmentation.policy.magnitude=9",
+        "randaugment: strength of every operation, of 30", used=_randaugment(9)),
+    Key("augmentation.erasing.p", number(0, 1), "augmentation.erasing.p=0.25",
+        "probability that a training image gets one rectangle erased to the mean, after normalisation (0: off)"),
+    Key("augmentation.erasing.scale", RANGE_01, "augmentation.erasing.scale=[0.02,0.33]",
+        "the erased area, as a fraction of the image: [low, high]",
+        used=Used(lambda c: c.augmentation.erasing.p > 0, "only augmentation.erasing.p > 0 reads it", [0.02, 0.33])),
+    Key("augmentation.mixup.alpha", number(0), "augmentation.mixup.alpha=0.2",
+        "mixup: the image's weight ~ Beta(alpha, alpha); targets become probabilities (0: off; classification)"),
+    Key("augmentation.mixup.p", number(0, 1), "augmentation.mixup.p=1.0", "mixup: probability that an image is mixed",
+        used=Used(lambda c: c.augmentation.mixup.alpha > 0, "only augmentation.mixup.alpha > 0 reads it", 1.0)),
+    Key("augmentation.cutmix.alpha", number(0), "augmentation.cutmix.alpha=1.0",
+        "cutmix: the kept area ~ Beta(alpha, alpha); targets mix by area (0: off; classification)"),
+    Key("augmentation.cutmix.p", number(0, 1), "augmentation.cutmix.p=1.0", "cutmix: probability that an image is mixed",
+        used=Used(lambda c: c.augmentation.cutmix.alpha > 0, "only augmentation.cutmix.alpha > 0 reads it", 1.0)),
     # trainer: lightning.Trainer's arguments (the pre-flight builds a Trainer from them)
     Key("trainer.accelerator", TEXT, "trainer.accelerator=auto", "auto, cpu, gpu, ..."),
     Key("trainer.devices", Rule("an integer >= 1, -1 (all), auto, or a list of device ids",

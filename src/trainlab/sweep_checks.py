@@ -20,14 +20,22 @@ def check_job_identity(job_dir: Path) -> None:
     its old result would be handed to the sweeper as the new values'."""
     from hydra.core.hydra_config import HydraConfig
 
-    stored = job_dir / ".hydra" / "overrides.yaml"
-    if not stored.is_file():  # a job the interrupted sweep never started
+    stored = job_overrides_file(job_dir)
+    if stored is None:  # a job the interrupted sweep never started
         return
     before, now = _identity(load_stored_overrides(stored)), _identity(HydraConfig.get().overrides.task)
     if before != now:
         raise SweepError("resume", str(job_dir), f"this job folder was run with {' '.join(before - now) or '(none)'}, "
                          f"this sweep gives it {' '.join(now - before) or '(none)'}",
                          "rerun the original command with resume=, or start a new sweep without resume=")
+
+
+def job_overrides_file(job_dir: Path) -> Path | None:
+    """The overrides a job folder was started with: .hydra/overrides.yaml, or for a job that a resumed sweep
+    started, the first .hydra-resumed-<time>/ (config._hydra_subdir) of that session."""
+    first = job_dir / ".hydra" / "overrides.yaml"
+    resumed = sorted(job_dir.glob(".hydra-resumed-*/overrides.yaml"))
+    return first if first.is_file() else (resumed[0] if resumed else None)
 
 
 def _identity(overrides) -> frozenset[str]:

@@ -2,8 +2,11 @@
 
 One call does crop, flip and normalisation for a batch with per-sample randomness from a seeded
 generator: no per-sample Python work (a per-sample PIL pipeline costs ~40x more CPU per image).
+The optional steps (affine, colour, policies, erasing, mixup / cutmix) are per_image.py's.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,20 +30,24 @@ def random_crop_flip(x: torch.Tensor, size: int, padding: int, hflip: bool, gene
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Same offsets as torchvision's CenterCrop."""
+    """Same offsets as torchvision's CenterCrop. Kept over torchvision.transforms.v2.functional.center_crop,
+    which does the same slicing after more Python: 2.7 against 4.2 us a batch (bench/augment.py)."""
     h, w = x.shape[-2:]
     top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return x[..., top:top + size, left:left + size]
 
 
 class BatchAugment:
-    """Train: random crop (+padding), random flip; eval: centre crop. Then scale to [0, 1] and normalise."""
+    """Train: random crop (+padding), random flip, then `ops` (per_image.PerImageOps); eval: centre crop.
+    Images are scaled to [0, 1] and normalised; `mix` mixes training images and their targets."""
 
     def __init__(self, image_size: int, crop_size: int | None, padding: int, hflip: bool,
-                 mean: torch.Tensor | None, std: torch.Tensor | None, seed: int):
+                 mean: torch.Tensor | None, std: torch.Tensor | None, seed: int, ops=None):
         self.image_size, self.size = image_size, crop_size or image_size
         self.padding, self.hflip, self.seed = padding, hflip, seed
         self.mean, self.std = mean, std
+        self.ops = ops if ops else None
+        self.step = 0  # batches drawn this epoch: with the epoch seed, it seeds ops' random draws
         self._generators: dict[torch.device, torch.Generator] = {}
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -53,17 +60,49 @@ class BatchAugment:
         """Restart every device's generator from `seed` (called at each epoch start, see guards.EpochSeeding)."""
         for generator in self._generators.values():
             generator.manual_seed(seed)
-        self.seed = seed
+        self.seed, self.step = seed, 0
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         if train and (self.padding or self.size < self.image_size or self.hflip):
             x = random_crop_flip(x, self.size, self.padding, self.hflip, self.generator(x.device))
         elif self.size < x.shape[-1]:
             x = center_crop(x, self.size)
-        return self.normalize(x)
+        if not (train and self.ops and (self.ops.before or self.ops.after)):
+            return self.normalize(x)
+        with self.random_state(x.device):
+            x = x.float().div_(255.0)
+            for op in self.ops.before:
+                x = op(x)
+            x = self.standardize(x)
+            for op in self.ops.after:
+                x = op(x)
+        return x
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mixup / cutmix of a training batch: y becomes (N, classes) probabilities (unchanged when off)."""
+        if self.ops is None or self.ops.mix is None:
+            return x, y
+        with self.random_state(x.device):
+            return self.ops.mix(x, y)
+
+    @contextmanager
+    def random_state(self, device: torch.device):
+        """torch's global RNG, forked and seeded from (epoch seed, batch): kornia draws from it."""
+        from trainlab.guards import epoch_seed
+
+        seed = epoch_seed(self.seed, self.step)
+        self.step += 1
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.random.default_generator.manual_seed(seed)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(seed)
+            yield
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().div_(255.0)
+        return self.standardize(x.float().div_(255.0))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / std of float images in [0, 1]."""
         if self.mean is None:
             return x
         if x.device not in self._stats:

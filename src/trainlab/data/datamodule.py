@@ -2,7 +2,8 @@
 
 Two paths, chosen by `augmentation.per_sample`:
 - batched (default): uint8 batches (in-memory sets moved to the training device once) are cropped,
-  flipped and normalised as whole batches on the device in on_after_batch_transfer;
+  flipped, augmented per image (per_image.py), normalised and mixed as whole batches on the device in
+  on_after_batch_transfer;
 - per sample: torchvision transforms run on each image in DataLoader workers, as in the classic
   PyTorch recipe (for transforms with no batched equivalent, and as the benchmark's reference).
 """
@@ -19,6 +20,8 @@ from trainlab.config import ConfigError
 from trainlab.distributed import index_sampler
 from trainlab.data import sampling, sources
 from trainlab.data.augment import BatchAugment, channel_stats
+from trainlab.data.per_image import PerImageOps
+from trainlab.data.per_sample import MixCollate, per_sample_transform
 
 log = logging.getLogger("trainlab")
 STATS_SAMPLE = 2048  # images used to estimate mean/std when data streams from files
@@ -119,7 +122,13 @@ class ImageDataModule(L.LightningDataModule):
         if weights == "balanced":
             self.class_weights = sampling.class_weights(targets, len(self.classes))
 
+    def _num_classes(self) -> int | None:
+        return None if self.classes is None else len(self.classes)
+
     def train_dataloader(self) -> DataLoader:
+        if self.augment is not None and self.augment.ops is None and not self.per_sample:  # None: a user's tensors
+            # Here, not in setup(): evaluating a run saved before these keys existed needs none of them.
+            self.augment.ops = PerImageOps(self.aug_cfg, self.input_shape[0], self._num_classes()) or None
         self.train_set = self._on_device(self.train_set)
         if self._overfitting():
             return self._overfit_loader(train=True)
@@ -144,7 +153,7 @@ class ImageDataModule(L.LightningDataModule):
         data = self.train_set
         if self.per_sample:
             data = Transformed(data, self._per_sample_transform(train))
-        return DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False)
+        return DataLoader(data, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=self._collate(train))
 
     def test_dataloader(self) -> DataLoader:
         self.test_set = self._on_device(self.test_set)
@@ -177,32 +186,29 @@ class ImageDataModule(L.LightningDataModule):
             return DataLoader(data, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False))
         workers = self.cfg.num_workers
         return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                          collate_fn=self._collate(train))
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
     def _per_sample_transform(self, train: bool):
-        from torchvision.transforms import v2
+        return per_sample_transform(self.aug_cfg, self.image_size, self.augment.mean, self.augment.std, train)
 
-        aug, size = self.aug_cfg, self.input_size
-        steps = []
-        if train and (aug.padding or size < self.image_size):
-            steps.append(v2.RandomCrop(size, padding=aug.padding))
-        elif size < self.image_size:
-            steps.append(v2.CenterCrop(size))
-        if train and aug.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        steps.append(v2.ToDtype(torch.float32, scale=True))
-        if self.augment.mean is not None:
-            steps.append(v2.Normalize(self.augment.mean.tolist(), self.augment.std.tolist()))
-        return v2.Compose(steps)
+    def _collate(self, train: bool):
+        """torchvision's MixUp / CutMix on the per-sample path's training batches (None: the default collate)."""
+        aug = self.aug_cfg
+        if not (train and self.per_sample and (aug.mixup.alpha > 0 or aug.cutmix.alpha > 0)):
+            return None
+        return MixCollate(aug.mixup, aug.cutmix, self._num_classes())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.per_sample or self.augment is None:
             return batch
         images, targets = batch
-        return self.augment(images, train=self.trainer is not None and self.trainer.training), targets
+        if self.trainer is None or not self.trainer.training:
+            return self.augment(images, train=False), targets
+        return self.augment.mix(self.augment(images, train=True), targets)
 
 
 class EpochShuffle(torch.utils.data.Sampler):
