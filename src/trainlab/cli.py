@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainlab import config, resume, tune
+from trainlab import config, config_folders, resume, tune
 from trainlab.cli_help import fast_help
 from trainlab.config import ConfigError
 from trainlab.distributed import launched_as_rank_zero
@@ -32,15 +32,15 @@ from trainlab.distributed import launched_as_rank_zero
 SWEEP_CHECK_LIMIT = 64  # sweep jobs composed and checked before the first one starts
 # Flags that print or hand work to Hydra without running the task: no pre-check, no torch.
 HYDRA_ONLY = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "--shell-completion", "-sc",
-              "--experimental-rerun", "--config-path", "-cp", "--config-dir", "-cd"}
+              "--experimental-rerun", "--config-path", "-cp"}
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def launch(conf: Path, config_name: str, hydra_main: Callable, checks: Callable | None = None) -> None:
     """Run a root script: fast --help, the pre-check (exit 2 on a config mistake), then Hydra."""
-    if fast_help(conf, config_name):
-        return
     try:
+        if fast_help(conf, config_name):  # a config folder that is not there is a config error here too
+            return
         sys.argv[1:] = precheck(conf, config_name, sys.argv[1:], checks)
     except ConfigError as err:
         print(f"Config error: {err}", file=sys.stderr, flush=True)
@@ -71,11 +71,12 @@ def precheck(conf: Path, config_name: str, argv: list[str], checks: Callable | N
     parser = OverridesParser.create()
     seeds = [arg for arg in args.overrides if arg.split("=", 1)[0] == SEEDS]
     parsed = [_parse(parser, arg) for arg in args.overrides if arg not in seeds]
-    _check_group_values(conf, parsed)
+    folders = config_folders.from_args(args)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     # Composing may resolve hydra.run.dir/sweep.dir (OmegaConf does when a config such as an experiment
     # merges onto it): with trainlab.run_folder that would create the folder.
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"), _planned_folders():
+    with config_folders.initialized(conf, folders), _planned_folders():
+        _check_group_values(parsed)
         base = _compose(conf, config_name, fixed)
         mode = OmegaConf.select(base, "hydra.mode")
         multirun = args.multirun or getattr(mode, "name", mode) == "MULTIRUN"  # experiment configs set it
@@ -132,19 +133,22 @@ def _parse(parser, arg: str):
                           "'key=\"a b\"'; lists are key=[1,2]") from None
 
 
-def _groups(conf: Path) -> dict[str, list[str]]:
-    """Each config group (folder of conf/, nested ones as a/b) and its options."""
-    return {str(p.relative_to(conf)): sorted(f.stem for f in p.glob("*.yaml"))
-            for p in conf.rglob("*") if p.is_dir()}
+def _groups() -> dict[str, list[str]]:
+    """Each config group (nested ones as a/b) and its options, in trainlab's conf/ and the user's folders."""
+    groups: dict[str, set[str]] = {}
+    for src in config_folders.searched():
+        for group, options in config_folders.group_options(src).items():
+            groups.setdefault(group, set()).update(options)
+    return {group: sorted(options) for group, options in groups.items()}
 
 
 LIST_GROUPS = ("logger", "callbacks")  # options that compose: logger=[tensorboard,csv]
 
 
-def _check_group_values(conf: Path, parsed) -> None:
+def _check_group_values(parsed) -> None:
     # Hydra fails with a bare ValueError or TypeError when a group is given a number or a list (a list of options
     # is one of Hydra's own only where trainlab's options are made to compose).
-    groups = _groups(conf)
+    groups = _groups()
     for o in parsed:
         if o.key_or_group not in groups or o.is_sweep_override():
             continue
@@ -164,7 +168,7 @@ def _compose(conf: Path, config_name: str, overrides: list[str]) -> DictConfig:
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         if not group:
             raise
-        raise _unknown_option(group, option, list(err.options or _groups(conf).get(group, []))) from None
+        raise _unknown_option(group, option, list(err.options or _groups().get(group, []))) from None
     except ConfigCompositionException as err:
         raise _composition_error(err, overrides, conf, config_name) from None
 
@@ -176,7 +180,8 @@ def _unknown_option(group: str, option: str, options: list[str]) -> ConfigError:
     close = difflib.get_close_matches(option, options, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(f'{group}={c}' for c in close)}? " if close else ""
     return ConfigError(group, option, f"is not an option of config group {group}",
-                       f"{hint}options: {', '.join(options)}")
+                       f"{hint}options: {', '.join(options)} (folders searched: "
+                       f"{config_folders.folder_names(config_folders.searched())})")
 
 
 def _is_torchvision_model(name: str) -> bool:

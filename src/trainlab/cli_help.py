@@ -26,13 +26,18 @@ Use --hydra-help to view Hydra specific help
 """
 
 
-def list_groups(conf: Path, prefix: str = "") -> list[str]:
-    lines = []
-    for folder in sorted(p for p in conf.iterdir() if p.is_dir()):
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        if options:
-            lines.append(f"{prefix}{folder.name}: {', '.join(options)}")
-        lines += list_groups(folder, f"{prefix}{folder.name}/")
+def list_groups(sources) -> list[str]:
+    """`group: options` lines: trainlab's conf/ (the first source), then each of the user's folders, its
+    options marked with the folder; one that trainlab's own shadows is marked so (Hydra reads the first)."""
+    from trainlab.config_folders import group_options, label
+
+    builtin, *users = [(src, group_options(src)) for src in sources]
+    lines = [f"{group}: {', '.join(options)}" for group, options in builtin[1].items()]
+    for src, groups in users:
+        for group, options in groups.items():
+            marked = [o + (" (hidden: trainlab has one of that name)" if o in builtin[1].get(group, []) else "")
+                      for o in options]
+            lines.append(f"{group}: {', '.join(marked)}  [your folder {label(src)}]")
     return lines
 
 
@@ -41,14 +46,17 @@ def fast_help(conf: Path, config_name: str, argv: list[str] | None = None) -> bo
     argv = sys.argv[1:] if argv is None else argv
     if not {"--help", "-h"} & set(argv):
         return False
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
+    from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
     import trainlab.config  # noqa: F401  (registers resolvers)
+    from trainlab.config_folders import from_args, initialized, searched
 
-    overrides = [a for a in argv if not a.startswith("-")]
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides)
+    args, _ = get_args_parser().parse_known_args(argv)
+    with initialized(conf, from_args(args)):
+        cfg = compose(config_name, overrides=args.overrides)
+        groups = list_groups(searched())
     app = Path(sys.argv[0]).stem or config_name
-    print(TEMPLATE.format(app=app, groups="\n".join(list_groups(conf)), config=OmegaConf.to_yaml(cfg)))
+    print(TEMPLATE.format(app=app, groups="\n".join(groups), config=OmegaConf.to_yaml(cfg)))
     return True

@@ -125,24 +125,37 @@ def validate(cfg: DictConfig, choices: dict | None = None) -> None:
 
 
 def check_choices(choices: dict) -> None:
-    """Every chosen option of trainlab's groups is a YAML file on Hydra's config search path. Hydra refuses an
-    unknown option of a plain group itself, but ignores one of an `optional` group (experiment=<typo>)."""
+    """Every chosen option of trainlab's groups is one YAML file on Hydra's config search path (trainlab's conf/
+    and the user's folders, config_folders.py). Hydra refuses an unknown option of a plain group itself, but
+    ignores one of an `optional` group (experiment=<typo>); and it silently takes the first of two files of the
+    same name, so a user's option named like one of trainlab's would never be used."""
     from hydra.core.global_hydra import GlobalHydra
 
     if not GlobalHydra.instance().is_initialized():  # no config search path to look in (tests' own Hydra state)
         return
-    loader = GlobalHydra.instance().config_loader()
+    from hydra.core.object_type import ObjectType
+
+    from trainlab.config_folders import folder_names, label, searched
+
+    sources = searched()
     for group, option in choices.items():
         if option is None or group.startswith("hydra/"):  # Hydra checks its own groups
             continue
-        options = loader.get_group_options(group)
-        if option not in options:
+        holders = [s for s in sources if s.is_config(f"{group}/{option}")]
+        if len(holders) > 1:
+            first, other = (label(s) for s in holders[:2])
+            raise ConfigError(group, option, f"is both {first}/{group}/{option}.yaml and {other}/{group}/{option}.yaml, "
+                              "and Hydra uses the first folder on its search path, so the second is never read",
+                              f"rename the file in your folder, e.g. {group}/my_{option}.yaml, and choose "
+                              f"{group}=my_{option}")
+        if not holders:
             import difflib
 
+            options = sorted({o for s in sources if s.is_group(group) for o in s.list(group, ObjectType.CONFIG)})
             close = difflib.get_close_matches(str(option), options, n=1)
             raise ConfigError(group, option, f"is not an option of the {group} group",
                               (f"did you mean {group}={close[0]}? " if close else "")
-                              + f"use one of {', '.join(options)}")
+                              + f"use one of {', '.join(options)} (folders searched: {folder_names(sources)})")
 
 
 @contextmanager
