@@ -203,15 +203,17 @@ KEYS: tuple[Key, ...] = (
         "the network class, or a factory function returning an nn.Module; receives input_shape and num_outputs "
         "when its signature names them"),
     Key("model.num_outputs_arg", nullable(TEXT), "model.num_outputs_arg=num_classes",
-        "a factory's own argument for the number of outputs (timm, torchvision get_model: num_classes); null: none"),
+        "a factory's own argument for the number of outputs (timm, torchvision get_model: num_classes); null: none",
+        default=None),
     Key("model.in_channels_arg", nullable(TEXT), "model.in_channels_arg=in_chans",
-        "a factory's own argument for the input channels (timm: in_chans); null: none"),
-    Key("model.init_args", MAPPING, "model.init_args={}", "the network's own arguments (checked against its signature)"),
+        "a factory's own argument for the input channels (timm: in_chans); null: none", default=None),
+    Key("model.init_args", MAPPING, "model.init_args={}", "the network's own arguments (checked against its signature)",
+        default={}),
     # module
     Key("module.class_path", TEXT, "module.class_path=trainlab.module.TrainModule",
         "the training step's LightningModule: TrainModule, a subclass overriding its hooks, or your own"),
     Key("module.init_args", MAPPING, "module.init_args={}",
-        "the module's own arguments (checked against its signature; built once before any data loads)"),
+        "the module's own arguments (checked against its signature; built once before any data loads)", default={}),
     # optimizer
     Key("optimizer.class_path", TEXT, "optimizer.class_path=torch.optim.Adam", "the torch.optim optimizer class"),
     Key("optimizer.lr", number(0, FLOAT32_MAX, open_lo=True), "optimizer.lr=0.001",
