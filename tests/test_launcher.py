@@ -24,8 +24,8 @@ from trainlab.models import MLP
 
 
 class Net(MLP):
-    def __init__(self, kill_job=-1, segv_job=-1, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, input_shape, num_outputs, kill_job=-1, segv_job=-1, **kwargs):
+        super().__init__(input_shape, num_outputs, **kwargs)
         self.kill_job, self.segv_job = kill_job, segv_job
 
     def forward(self, x):

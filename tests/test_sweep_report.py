@@ -23,8 +23,8 @@ from trainlab.models import MLP
 
 
 class Net(MLP):
-    def __init__(self, fail_job=-1, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, input_shape, num_outputs, fail_job=-1, **kwargs):
+        super().__init__(input_shape, num_outputs, **kwargs)
         self.fail_job = fail_job
 
     def forward(self, x):
