@@ -51,10 +51,11 @@ def check(resolved: dict) -> None:
                           "top_k=0 (off) or a smaller k")
     module_cls = module_class(resolved)
     _monitor(resolved, module_cls)
+    shape, example = stand_in(resolved)
     with torch.random.fork_rng(), _quiet():  # the run's seeded random state stays untouched
-        net = _network(resolved, outputs)
+        net = _network(resolved, outputs, shape, example)
         finetune.check(resolved, net, distributed.process_count(OmegaConf.create(resolved["trainer"])))
-        _module(resolved, module_cls, net, outputs)
+        _module(resolved, module_cls, net, shape, outputs)
         optimizer = _optimizer(resolved, net)
         _scheduler(resolved, optimizer)
         _trainer(resolved["trainer"])
@@ -116,12 +117,12 @@ def stand_in(resolved: dict):
     return (channels, size, size), torch.zeros(1, channels, size, size)
 
 
-def _network(resolved: dict, outputs: int):
+def _network(resolved: dict, outputs: int, shape: tuple[int, ...], example):
     import torch
 
     from trainlab import models  # noqa: F401  (class paths point into models)
 
-    model, (shape, example) = resolved["model"], stand_in(resolved)
+    model = resolved["model"]
     cls = network_class(model)
 
     def build(args):
@@ -160,9 +161,8 @@ def _monitor(resolved: dict, module_cls) -> None:
                           f"use one of {', '.join(metrics)}")
 
 
-def _module(resolved: dict, cls, net, outputs: int) -> None:
+def _module(resolved: dict, cls, net, shape: tuple[int, ...], outputs: int) -> None:
     """module.class_path built around the stand-in network, so its own argument checks run before data loads."""
-    shape = stand_in(resolved)[0]
     _built_or_blamed("module", cls, resolved["module"]["init_args"],
                      lambda a: cls(**module_args(cls, resolved, net, shape, outputs), **a))
 

@@ -43,13 +43,9 @@ class ImageDataModule(L.LightningDataModule):
         self.sample_weights: torch.Tensor | None = None  # dataset.oversample: per training sample
         self.class_weights: list[float] | None = None    # dataset.class_weights: per class, for the loss
 
-    # The pre-seam network arguments, from input_shape.
-    @property
-    def in_channels(self) -> int:
-        return self.input_shape[0]
-
     @property
     def input_size(self) -> int:
+        """The side of the (square) images the network sees, after the crop (metrics.json's preprocessing)."""
         return self.input_shape[-1]
 
     @property
