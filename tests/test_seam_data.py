@@ -17,6 +17,7 @@ from trainlab.build import build_parts
 from trainlab.config import ConfigError
 from trainlab.data.datamodule import EpochShuffle
 from trainlab.data.sources import TensorImages
+from trainlab.export import export
 from trainlab.inference import evaluate, predict
 from trainlab.train import run
 
@@ -34,7 +35,7 @@ def best(run_dir: Path) -> Path:
     return next((run_dir / "checkpoints").glob("best-*.ckpt"))
 
 
-def test_an_image_source_takes_the_batched_device_path(tmp_path):
+def test_an_image_source_takes_the_batched_device_path(tmp_path, monkeypatch):
     cfg = make_cfg([*QUIET, "dataset.class_path=seam_data_classes.bars", "dataset.image_size=null",
                     "dataset.channels=null", "augmentation.crop_size=10", "model=mlp", "trainer.max_epochs=3",
                     "top_k=0"], tmp_path / "run")
@@ -46,6 +47,13 @@ def test_an_image_source_takes_the_batched_device_path(tmp_path):
     assert isinstance(dm.train_set, TensorImages) and dm.augment.mean is not None  # normalised as built-ins
     loader = dm.train_dataloader()
     assert loader.batch_size is None and isinstance(loader.sampler, EpochShuffle)  # one index op per batch
+
+    # The export records the size the source's images were loaded at (dataset.image_size is null in the config).
+    monkeypatch.setenv("TRAINLAB_TRUSTED_MODULES", "seam_data_classes")
+    record = export(inference_cfg("export", f"ckpt={best(tmp_path / 'run')}", "format=torchscript"))
+    pre = record["preprocessing"]
+    assert (pre["image_size"], pre["channels"], pre["center_crop"], pre["input_shape"]) == (12, 1, [10, 10], [1, 10, 10])
+    assert pre["mean"] == metrics["preprocessing"]["mean"] and record["check"]["same_predictions"] == 1.0
 
 
 def test_a_vector_dataset_trains_an_mlp_and_evaluate_retests_it(tmp_path, monkeypatch, caplog):

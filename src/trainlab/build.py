@@ -63,3 +63,9 @@ def _datamodule(cfg, resolved: dict):
     datamodule.setup("fit")
     return datamodule
 
+
+def preprocessing(datamodule) -> dict | None:
+    """What evaluation does to an input (ImageDataModule.preprocessing: metrics.json, export.py); a user's
+    LightningDataModule does its own: None."""
+    describe = getattr(datamodule, "preprocessing", None)
+    return describe() if callable(describe) else None

@@ -53,7 +53,7 @@ def export(cfg: DictConfig) -> dict:
             same += int(_agree(ours, theirs, run_cfg.task).sum())
             total += len(x)
     record = {"model": model_path.name, "format": fmt, "checkpoint": str(ckpt_path),
-              "preprocessing": _preprocessing(run_cfg, dm, example), "classes": dm.classes, "task": run_cfg.task,
+              "preprocessing": _preprocessing(dm, example), "classes": dm.classes, "task": run_cfg.task,
               "outputs": ("logits, one per class (softmax for probabilities)" if run_cfg.task == "classification"
                           else "the predicted value, shape (batch, 1)"),
               "check": {"split": "test", "samples": total, "max_abs_diff": diff, "same_predictions": same / total,
@@ -101,15 +101,22 @@ def _agree(ours, theirs, task: str):
     return (ours - theirs).abs().view(-1) <= REGRESSION_TOLERANCE
 
 
-def _preprocessing(run_cfg, dm, example) -> dict:
-    """What a caller does to an image before the model: the run's evaluation transform."""
-    mean, std = getattr(dm.augment, "mean", None), getattr(dm.augment, "std", None)
-    return {"resize": f"to {run_cfg.dataset.image_size}x{run_cfg.dataset.image_size} (bilinear) when decoded",
-            "image_size": run_cfg.dataset.image_size, "center_crop": list(example.shape[-2:]),
-            "channels": run_cfg.dataset.channels, "color": "grayscale" if run_cfg.dataset.channels == 1 else "RGB",
-            "scale": "pixel values / 255", "mean": None if mean is None else mean.tolist(),
-            "std": None if std is None else std.tolist(), "input_shape": list(example.shape[1:]),
-            "layout": "NCHW float32, batch size free"}
+def _preprocessing(dm, example) -> dict:
+    """What a caller does to an input before the model: the run's evaluation transform as its datamodule describes
+    it (build.preprocessing, as in metrics.json: the loaded size and channels, which a pretrained run takes from its
+    weights and a user's image source may keep), and the layout the exported model takes."""
+    from trainlab.build import preprocessing
+
+    described = preprocessing(dm) or {}
+    layout = {"input_shape": list(example.shape[1:]), "layout": "float32, batch size free"}
+    if getattr(dm, "augment", None) is None:  # a user's tensors or DataModule: inputs given as they are
+        return {**described, **layout}
+    size, channels = described["image_size"], described["channels"]
+    return {"resize": f"to {size}x{size} (bilinear) when decoded", "image_size": size,
+            "center_crop": list(example.shape[-2:]), "channels": channels,
+            "color": "grayscale" if channels == 1 else "RGB", "scale": "pixel values / 255",
+            "mean": described["mean"], "std": described["std"], "normalization": described["normalization"],
+            **layout, "layout": "NCHW float32, batch size free"}
 
 
 def _new_path(output, ckpt_path: Path, suffix: str) -> Path:

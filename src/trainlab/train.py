@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import checkpoint_io, config, distributed, preflight, resume, run_lock, tune
+from trainlab import build, checkpoint_io, config, distributed, preflight, resume, run_lock, tune
 from trainlab.config import ConfigError
 from trainlab.resume import RunStopped
 from trainlab.sweep_checks import SweepError
@@ -224,7 +224,7 @@ def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "seconds": round(seconds, 2),
-        "preprocessing": _preprocessing(trainer.datamodule),  # what evaluate, predict and an export apply
+        "preprocessing": build.preprocessing(trainer.datamodule),  # what evaluate, predict and an export apply
         "first_step_seconds": first_step,
         "run_dir": str(run_dir),
         "run_name": cfg.run_name,
@@ -233,12 +233,6 @@ def _summary(cfg, checkpoint, rows, test, trainer, run_dir: Path, seconds: float
         **assigned_device(),  # the CUDA device the parallel launcher gave this sweep job
         "history": rows,
     }
-
-
-def _preprocessing(datamodule) -> dict | None:
-    """trainlab's datamodules say what evaluation does to an input; a user's LightningDataModule is its own."""
-    describe = getattr(datamodule, "preprocessing", None)
-    return describe() if callable(describe) else None
 
 
 def _debug(trainer) -> dict:
