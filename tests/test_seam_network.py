@@ -132,9 +132,12 @@ def user_package(tmp_path, monkeypatch):
                 super().__init__()
                 self.net, self.lr = net, lr
 
+            def forward(self, x):
+                return self.net(x)
+
             def _scores(self, batch, stage):
                 x, y = batch
-                out = self.net(x)
+                out = self(x)  # through forward: the end-of-run figures read its outputs
                 loss = F.cross_entropy(out, y)
                 self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True)
                 self.log(f"{stage}/acc", (out.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
@@ -171,10 +174,11 @@ def test_a_user_subclass_overrides_hooks_and_keeps_metrics_reports_and_evaluate(
 
 
 def test_a_plain_lightning_module_trains_checkpoints_and_tests(user_package, tmp_path):
-    metrics = run(make_cfg([*TINY, f"module.class_path={user_package}.Plain", "+module.init_args.lr=0.05"],
-                           tmp_path / "run"))
+    metrics = run(make_cfg([*TINY, f"module.class_path={user_package}.Plain", "+module.init_args.lr=0.05",
+                            "figures=true"], tmp_path / "run"))
     assert metrics["status"] == "ok" and metrics["best_checkpoint"] and metrics["best_score"] == pytest.approx(metrics["val"]["val/acc"])
     assert set(metrics["test"]) == {"test/loss", "test/acc"} and {"val/acc", "lr"} <= set(metrics["history"][0])
+    assert (tmp_path / "run" / "figures" / "confusion_matrix.png").is_file()  # from its test outputs
     with pytest.raises(Exception, match="monitor='val/top2'"):  # a metric it never logs: at the first validation
         run(make_cfg([*TINY, f"module.class_path={user_package}.Plain", "monitor=val/top2"], tmp_path / "other"))
 

@@ -27,7 +27,8 @@ class FinalFigures(L.Callback):
     and keeps the WRONG_SHOWN most confidently wrong images as the test goes, never the whole split; under DDP
     each rank's shard is gathered so rank 0 draws the whole test split."""
 
-    def __init__(self):
+    def __init__(self, task: str):
+        self.task = task  # from the config: a plain LightningModule has no `task` of its own
         self.outputs: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
         self.wrong: tuple[torch.Tensor, ...] | None = None  # (confidence, image, target, prediction)
@@ -37,7 +38,7 @@ class FinalFigures(L.Callback):
 
     @classmethod
     def from_config(cls, cfg) -> "FinalFigures | None":
-        return cls() if cfg.figures else None
+        return cls(cfg.task) if cfg.figures else None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.outputs, self.targets, self.wrong, self.tested = [], [], None, True
@@ -53,7 +54,7 @@ class FinalFigures(L.Callback):
         out, self._last = self._last.float(), None
         self.outputs.append(out.cpu())
         self.targets.append(targets.detach().cpu())
-        if pl_module.task == "classification" and images.dim() == 4:  # images (B, C, H, W), not vectors
+        if self.task == "classification" and images.dim() == 4:  # images (B, C, H, W), not vectors
             self._keep_wrong(out, images, targets)
 
     def _keep_wrong(self, out: torch.Tensor, images: torch.Tensor, targets: torch.Tensor) -> None:
